@@ -1,0 +1,1 @@
+"""Alerts: rule hits and source events become alerts, fused into incidents."""

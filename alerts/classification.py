@@ -1,0 +1,79 @@
+"""Which alerts raise incidents, of which class, and what "night" is.
+
+Classes (DESIGN.md): ``general`` — the grid worker handles it on the spot;
+``professional`` — routed to the responsible department; ``emergency`` — both, and the
+duty leader is notified at once.
+
+==========================  =============  ==============  ==========================
+trigger                     by day         at night        with a person on a linked
+                                                           camera (correlated)
+==========================  =============  ==============  ==========================
+door_forced                 professional   emergency       day professional, night emergency
+door_opened (night only)    —              general         professional
+lock_failed_attempts        general        professional    (not correlated)
+door_held_open              general        general         (not correlated)
+tamper                      professional   professional    (not correlated)
+intrusion (rule hit)        general        general         (joins the door's incident)
+fall (rule hit)             emergency      emergency       —
+other rule hits             general        general         —
+==========================  =============  ==============  ==========================
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from zoneinfo import ZoneInfo
+
+from hub.config import NightHours
+
+CLASS_RANK = {"general": 0, "professional": 1, "emergency": 2}
+
+DEVICE_ALERTS = frozenset({"door_forced", "door_opened", "lock_failed_attempts", "door_held_open", "tamper"})
+DOOR_TRIGGERS = frozenset({"door_forced", "door_opened"})  # correlate with people on linked cameras
+
+TITLES = {
+    "door_forced": "强行开门 Door forced",
+    "door_opened": "夜间开门 Door opened at night",
+    "lock_failed_attempts": "多次开锁失败 Repeated failed unlock attempts",
+    "door_held_open": "门未关 Door held open",
+    "tamper": "设备被破坏 Device tampered",
+    "intrusion": "区域入侵 Intrusion",
+    "fall": "人员跌倒 Person fell",
+}
+
+
+def classify(kind: str, *, night: bool, correlated: bool = False) -> str:
+    if kind == "door_forced":
+        return "emergency" if night else "professional"
+    if kind == "door_opened":
+        return "professional" if correlated else "general"
+    if kind == "lock_failed_attempts":
+        return "professional" if night else "general"
+    if kind == "tamper":
+        return "professional"
+    if kind == "fall":
+        return "emergency"
+    return "general"
+
+
+def stronger(a: str, b: str) -> str:
+    return a if CLASS_RANK.get(a, 0) >= CLASS_RANK.get(b, 0) else b
+
+
+def title(kind: str, where: str) -> str:
+    base = TITLES.get(kind, kind.replace("_", " ").capitalize())
+    return f"{base} — {where}" if where else base
+
+
+def _hm(text: str) -> time:
+    hours, minutes = text.split(":")
+    return time(int(hours), int(minutes))
+
+
+def is_night(at: float, hours: NightHours, tz: ZoneInfo | None = None) -> bool:
+    """True if ``at`` (epoch seconds) falls in the night window, in ``tz`` (None = system local)."""
+    local = datetime.fromtimestamp(at, tz).time()
+    start, end = _hm(hours.start), _hm(hours.end)
+    if start <= end:
+        return start <= local < end
+    return local >= start or local < end  # window wraps past midnight (22:00-06:00)

@@ -1,0 +1,267 @@
+"""Alert engine: rule hits and source events become alerts, alerts fuse into incidents.
+
+Subscribes to ``rule_hit`` and ``source_event``. Every trigger is stored (events, rule
+hits, alerts); triggers that matter open or update an incident:
+
+* dedup — the same (camera/device, rule/kind, zone) within ``incident_quiet_s`` updates the
+  open incident (count, last_seen, new snapshot) instead of opening another;
+* correlation — a door forced / opened at night on a device and a person hit on one of its
+  linked cameras within ``correlation_window_s`` form ONE incident (see
+  :mod:`alerts.correlation`), classed per :mod:`alerts.classification`.
+
+New incidents are stored (with a ``received`` history row) and published on ``incident``
+as the API dict. A new incident that could still be joined by its counterpart (door with
+linked cameras, person on a camera linked to a door) is published after ``settle_s`` so
+near-simultaneous door + person become one message; later changes go out on
+``incident_update`` (same dict shape) so delivery channels notify once per incident.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from alerts.classification import DEVICE_ALERTS, DOOR_TRIGGERS, classify, is_night, stronger, title
+from alerts.correlation import IncidentIndex, Key, OpenIncident
+from alerts.evidence import EvidenceStore
+from hub.bus import (
+    TOPIC_ALERT,
+    TOPIC_INCIDENT,
+    TOPIC_INCIDENT_UPDATE,
+    TOPIC_RULE_HIT,
+    TOPIC_SOURCE_EVENT,
+    Bus,
+)
+from hub.config import AlertsSection, CameraConfig, DeviceConfig
+from hub.events import RuleHit, SourceEvent, new_id
+from hub.metrics import Metrics
+from hub.storage import Database
+
+log = logging.getLogger(__name__)
+
+MAX_EVIDENCE = 10
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat()
+
+
+@dataclass
+class Trigger:
+    """One alert: a rule hit or a source event that matters."""
+
+    id: str
+    kind: str
+    key: Key
+    at: float
+    grid: str | None
+    where: str
+    source: dict[str, Any]
+    snapshot_camera: str | None = None
+    box: tuple[float, float, float, float] | None = None
+    captured_at: float | None = None
+    door_device: str | None = None  # set for door triggers that correlate
+    person_camera: str | None = None  # set for person hits that correlate
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class AlertEngine:
+    def __init__(  # noqa: PLR0917 - positional order is the documented wiring contract
+        self,
+        cfg: AlertsSection,
+        cameras: list[CameraConfig],
+        devices: list[DeviceConfig],
+        bus: Bus,
+        db: Database,
+        evidence: EvidenceStore,
+        metrics: Metrics | None = None,
+        force_night: bool = False,
+        *,
+        timezone: str | None = None,
+        settle_s: float = 1.0,
+    ) -> None:
+        self.cfg = cfg
+        self.bus = bus
+        self.db = db
+        self.evidence = evidence
+        self.metrics = metrics
+        self.force_night = force_night
+        self.tz = ZoneInfo(timezone) if timezone else None
+        self.settle_s = settle_s
+        self.cameras = {c.id: c for c in cameras}
+        self.devices = {d.id: d for d in devices}
+        self.doors_for_camera: dict[str, list[str]] = {}
+        for dev in devices:
+            for cam in dev.cameras:
+                self.doors_for_camera.setdefault(cam, []).append(dev.id)
+        self.index = IncidentIndex(cfg.incident_quiet_s, cfg.correlation_window_s)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.stats = {"rule_hits": 0, "source_events": 0, "alerts": 0, "incidents": 0, "updates": 0}
+
+    async def run(self) -> None:
+        async with self.bus.subscription(TOPIC_RULE_HIT, TOPIC_SOURCE_EVENT) as sub:
+            try:
+                while True:
+                    topic, msg = await sub.get()
+                    try:
+                        if topic == TOPIC_RULE_HIT and isinstance(msg, RuleHit):
+                            await self.handle_rule_hit(msg)
+                        elif topic == TOPIC_SOURCE_EVENT and isinstance(msg, SourceEvent):
+                            await self.handle_source_event(msg)
+                    except Exception:  # one bad message or a DB hiccup must not stop the engine
+                        log.exception("alert engine failed on %s message", topic)
+            finally:
+                for task in list(self._tasks):
+                    task.cancel()
+
+    def is_night(self, at: float) -> bool:
+        return self.force_night or is_night(at, self.cfg.night, self.tz)
+
+    # -- inputs --------------------------------------------------------------------------------
+
+    async def handle_rule_hit(self, hit: RuleHit) -> None:
+        self.stats["rule_hits"] += 1
+        await self.db.insert_rule_hit(hit)
+        cam = self.cameras.get(hit.camera_id)
+        person = hit.label == "person" and bool(self.doors_for_camera.get(hit.camera_id))
+        where = (cam.name or cam.id) if cam else hit.camera_id
+        at = hit.captured_at
+        source = {"type": "camera", "id": hit.camera_id, "name": where, "rule": hit.rule, "zone": hit.zone,
+                  "label": hit.label, "confidence": round(hit.confidence, 3), "at": _iso(at)}
+        await self._trigger(Trigger(
+            id=hit.id, kind=hit.rule, key=("camera", hit.camera_id, hit.rule, hit.zone), at=at,
+            grid=(cam.grid or None) if cam else None, where=where, source=source,
+            snapshot_camera=hit.camera_id, box=hit.box, captured_at=hit.captured_at,
+            person_camera=hit.camera_id if person else None, data=hit.to_json()))
+
+    async def handle_source_event(self, ev: SourceEvent) -> None:
+        self.stats["source_events"] += 1
+        await self.db.insert_event(ev)
+        kind = str(ev.kind)
+        if kind not in DEVICE_ALERTS:
+            return
+        if kind == "door_opened" and not (self.cfg.door_open_at_night and self.is_night(ev.at)):
+            return
+        dev = self.devices.get(ev.source_id)
+        linked = list(dev.cameras) if dev else []
+        where = (dev.name or dev.id) if dev else ev.source_id
+        source = {"type": "device", "id": ev.source_id, "name": where, "kind": kind, "at": _iso(ev.at)}
+        await self._trigger(Trigger(
+            id=ev.id, kind=kind, key=("device", ev.source_id, kind, None), at=ev.at,
+            grid=ev.grid or ((dev.grid or None) if dev else None), where=where, source=source,
+            snapshot_camera=linked[0] if linked else None,
+            door_device=ev.source_id if kind in DOOR_TRIGGERS and linked else None, data=ev.to_json()))
+
+    # -- fusion --------------------------------------------------------------------------------
+
+    async def _trigger(self, trig: Trigger) -> None:
+        self.stats["alerts"] += 1
+        if self.metrics is not None:
+            self.metrics.alerts.labels(kind=trig.kind).inc()
+        self.index.expire(trig.at)
+        night = self.is_night(trig.at)
+        url = None
+        if trig.snapshot_camera is not None:
+            url = await self.evidence.snapshot(trig.snapshot_camera, trig.box)
+        evidence = [{"kind": "snapshot", "url": url, "camera_id": trig.snapshot_camera, "at": _iso(trig.at)}
+                    ] if url else []
+
+        inc = self.index.duplicate_of(trig.key, trig.at)
+        correlated = False
+        if inc is None and trig.door_device is not None:
+            dev = self.devices[trig.door_device]
+            inc = self.index.person_incident_for_door(list(dev.cameras), trig.at)
+            correlated = inc is not None
+        elif inc is None and trig.person_camera is not None:
+            inc = self.index.door_incident_for_person(self.doors_for_camera[trig.person_camera], trig.at)
+            correlated = inc is not None
+
+        if inc is None:
+            inc = await self._open(trig, night, evidence)
+        else:
+            await self._join(inc, trig, night, evidence, correlated)
+        self.bus.publish(TOPIC_ALERT, {"id": trig.id, "kind": trig.kind, "incident_id": inc.id,
+                                       "source": trig.source, "at": _iso(trig.at)})
+        await self.db.insert_alert(id=trig.id, at=trig.at, kind=trig.kind, source_type=trig.source["type"],
+                                   source_id=trig.source["id"], rule=trig.key[2], zone=trig.key[3],
+                                   grid=trig.grid, incident_id=inc.id, data=trig.data)
+
+    async def _open(self, trig: Trigger, night: bool, evidence: list[dict[str, Any]]) -> OpenIncident:
+        inc = OpenIncident(id=new_id(), kind=trig.kind, cls=classify(trig.kind, night=night),
+                           opened_at=trig.at, last_seen=trig.at, keys={trig.key},
+                           sources=[trig.source], evidence=evidence, captured_at=trig.captured_at)
+        self._mark_correlatable(inc, trig)
+        inc.api = await self.db.create_incident(
+            id=inc.id, kind=inc.kind, cls=inc.cls, grid=trig.grid, title=title(trig.kind, trig.where),
+            opened_at=trig.at, sources=inc.sources, evidence=inc.evidence, last_seen=trig.at)
+        self.index.add(inc)
+        self.stats["incidents"] += 1
+        if self.metrics is not None:
+            self.metrics.incidents.labels(kind=inc.kind).inc()
+        if (trig.door_device or trig.person_camera) and self.settle_s > 0:
+            task = asyncio.create_task(self._publish_later(inc), name=f"settle-{inc.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self._publish(inc)
+        log.info("incident %s opened: %s (%s)", inc.id, inc.api["title"], inc.cls)
+        return inc
+
+    async def _join(self, inc: OpenIncident, trig: Trigger, night: bool, evidence: list[dict[str, Any]],
+                    correlated: bool) -> None:
+        inc.count += 1
+        inc.last_seen = max(inc.last_seen, trig.at)
+        inc.evidence.extend(evidence)
+        if len(inc.evidence) > MAX_EVIDENCE:
+            inc.evidence = [inc.evidence[0], *inc.evidence[-(MAX_EVIDENCE - 1):]]
+        if trig.key not in inc.keys:
+            inc.keys.add(trig.key)
+            inc.sources.append(trig.source)
+        self._mark_correlatable(inc, trig)
+        if inc.captured_at is None:
+            inc.captured_at = trig.captured_at
+        fields: dict[str, Any] = {"count": inc.count, "last_seen": inc.last_seen, "sources": inc.sources,
+                                  "evidence": inc.evidence}
+        if correlated:
+            door_kind = trig.kind if trig.door_device else inc.kind
+            door_name = trig.where if trig.door_device else str(inc.sources[0].get("name", ""))
+            inc.cls = stronger(inc.cls, classify(door_kind, night=night, correlated=True))
+            inc.kind = door_kind
+            new_title = title(door_kind, door_name) + " · 有人 person seen"
+            fields.update(cls=inc.cls, kind=inc.kind, title=new_title)
+        inc.api = await self.db.update_incident(inc.id, **fields)
+        if correlated:
+            await self.db.add_history(inc.id, inc.api["state"], action="correlate",
+                                      note=f"joined by {trig.kind} on {trig.source['id']}")
+            log.info("incident %s: %s on %s correlated (%s)", inc.id, trig.kind, trig.source["id"], inc.cls)
+        self.stats["updates"] += 1
+        if inc.published:
+            self.bus.publish(TOPIC_INCIDENT_UPDATE, inc.api)
+            self._observe_latency(trig.captured_at)
+
+    @staticmethod
+    def _mark_correlatable(inc: OpenIncident, trig: Trigger) -> None:
+        if trig.door_device is not None:
+            inc.door_times[trig.door_device] = trig.at
+        if trig.person_camera is not None:
+            inc.person_times[trig.person_camera] = trig.at
+
+    # -- output --------------------------------------------------------------------------------
+
+    async def _publish_later(self, inc: OpenIncident) -> None:
+        await asyncio.sleep(self.settle_s)
+        self._publish(inc)
+
+    def _publish(self, inc: OpenIncident) -> None:
+        inc.published = True
+        self.bus.publish(TOPIC_INCIDENT, inc.api)
+        self._observe_latency(inc.captured_at)
+
+    def _observe_latency(self, captured_at: float | None) -> None:
+        if self.metrics is not None and captured_at is not None:
+            self.metrics.latency.observe(max(0.0, time.time() - captured_at))

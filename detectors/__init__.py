@@ -1,0 +1,1 @@
+"""Vision core: motion gating, detector backends, batching, tracking and zone rules."""

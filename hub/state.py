@@ -1,0 +1,83 @@
+"""Live state of cameras and devices, kept from bus messages and reader callbacks.
+
+This is what the API reports for ``/api/cameras`` and ``/api/devices`` and what the
+health endpoint summarises. Credentials never enter it: URLs are redacted on the way in.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from hub.bus import TOPIC_CAMERA, Bus
+from hub.config import CameraConfig, DeviceConfig
+from hub.metrics import Metrics
+from hub.redact import redact_text
+
+
+@dataclass
+class CameraState:
+    cfg: CameraConfig
+    online: bool = False
+    since: float = field(default_factory=time.time)
+    reason: str = "starting"
+
+    def to_json(self, stats: dict[str, Any] | None = None) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.cfg.id,
+            "name": self.cfg.name or self.cfg.id,
+            "grid": self.cfg.grid,
+            "status": "online" if self.online else "offline",
+            "since": self.since,
+            "reason": redact_text(self.reason),
+            "enabled": self.cfg.enabled,
+            "zones": [
+                {"id": z.id, "name": z.name, "rule": z.rule, "polygon": [list(p) for p in z.polygon]}
+                for z in self.cfg.zones
+            ],
+        }
+        if stats:
+            data["stats"] = stats
+        return data
+
+
+@dataclass
+class DeviceState:
+    cfg: DeviceConfig
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        base: dict[str, Any] = {
+            "id": self.cfg.id,
+            "name": self.cfg.name or self.cfg.id,
+            "grid": self.cfg.grid,
+            "kind": self.cfg.kind,
+            "status": "unknown",
+            "cameras": list(self.cfg.cameras),
+        }
+        base.update({k: v for k, v in self.data.items() if k not in {"id", "grid", "kind"}})
+        return base
+
+
+class LiveState:
+    def __init__(self, cameras: list[CameraConfig], devices: list[DeviceConfig], bus: Bus,
+                 metrics: Metrics) -> None:
+        self.bus = bus
+        self.metrics = metrics
+        self.cameras = {c.id: CameraState(c) for c in cameras}
+        self.devices = {d.id: DeviceState(d) for d in devices}
+
+    def camera_status(self, camera_id: str, online: bool, reason: str) -> None:
+        """Reader callback (runs on the loop): record a transition and publish it."""
+        cam = self.cameras.get(camera_id)
+        if cam is None:
+            return
+        cam.online, cam.reason, cam.since = online, reason, time.time()
+        self.metrics.camera_online.labels(camera_id).set(1 if online else 0)
+        self.bus.publish(TOPIC_CAMERA, cam.to_json())
+
+    def device_update(self, data: dict[str, Any]) -> None:
+        dev = self.devices.get(str(data.get("id", "")))
+        if dev is not None:
+            dev.data.update(data)

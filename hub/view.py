@@ -1,0 +1,85 @@
+"""The runtime's implementation of :class:`hub.web.view.HubView` (what the web app reads)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hub.bus import Bus
+from hub.config import HubConfig
+from hub.metrics import Metrics
+from hub.state import LiveState
+
+if TYPE_CHECKING:
+    from detectors.analyzer import Analyzer
+    from detectors.detections import Detections
+    from hub.storage import Database
+    from streams.frame import Frame
+    from streams.reader import StreamReader
+
+
+class RuntimeView:
+    def __init__(
+        self,
+        cfg: HubConfig,
+        bus: Bus,
+        metrics: Metrics,
+        state: LiveState,
+        db: Database,
+        readers: dict[str, StreamReader],
+        analyzer: Analyzer,
+        evidence_dir: Path,
+        components: dict[str, str],
+    ) -> None:
+        self.cfg = cfg
+        self.bus = bus
+        self.metrics = metrics
+        self.state = state
+        self.db = db
+        self.readers = readers
+        self.analyzer = analyzer
+        self.evidence_dir = evidence_dir
+        self.components = components
+
+    def health(self) -> dict[str, Any]:
+        comps: dict[str, Any] = dict(self.components)
+        online = sum(1 for c in self.state.cameras.values() if c.online)
+        enabled = sum(1 for c in self.state.cameras.values() if c.cfg.enabled)
+        comps["cameras"] = {"online": online, "total": enabled}
+        degraded = any(v not in ("ok", "embedded", "external") for v in self.components.values())
+        degraded = degraded or online < enabled
+        return {"status": "degraded" if degraded else "ok", "components": comps}
+
+    def cameras(self) -> list[dict[str, Any]]:
+        out = []
+        for cam_id, cam in self.state.cameras.items():
+            reader = self.readers.get(cam_id)
+            stats = dict(reader.stats.__dict__) if reader is not None and hasattr(reader.stats, "__dict__") \
+                else (dict(reader.stats) if reader is not None else None)
+            out.append(cam.to_json(stats))
+        return out
+
+    def devices(self) -> list[dict[str, Any]]:
+        return [d.to_json() for d in self.state.devices.values()]
+
+    def latest_frame(self, camera_id: str) -> tuple[Frame, Detections | None] | None:
+        result = self.analyzer.last_result(camera_id)
+        reader = self.readers.get(camera_id)
+        frame = reader.latest() if reader is not None else None
+        if result is not None and (frame is None or frame.seq - result.frame.seq <= 2):
+            return result.frame, result.detections
+        if frame is None:
+            return None
+        return frame, result.detections if result is not None else None
+
+    async def list_incidents(
+        self, state: str | None, grid: str | None, cls: str | None, since: datetime | None, limit: int
+    ) -> list[dict[str, Any]]:
+        return await self.db.list_incidents(state=state, grid=grid, cls=cls, since=since, limit=limit)
+
+    async def get_incident(self, incident_id: str) -> dict[str, Any] | None:
+        return await self.db.get_incident(incident_id)
+
+    async def incident_action(self, incident_id: str, action: str, note: str, actor: str) -> dict[str, Any]:
+        return await self.db.incident_action(incident_id, action, note, actor)

@@ -1,0 +1,74 @@
+"""What the web app needs from the runtime, and nothing more.
+
+The web app never imports the runtime; :func:`hub.web.create_app` takes any object
+that satisfies :class:`HubView` (``hub.view.RuntimeView`` in production, a small
+in-memory view in tests).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from detectors.detections import Detections
+    from hub.bus import Bus
+    from hub.config import HubConfig
+    from hub.metrics import Metrics
+    from streams.frame import Frame
+
+#: Actions accepted by ``POST /api/incidents/{id}/actions`` (API contract v1).
+INCIDENT_ACTIONS = ("accept", "arrive", "resolve", "close", "reopen", "false_alarm")
+INCIDENT_STATES = ("received", "classified", "dispatched", "accepted", "resolved", "closed",
+                   "supervised", "false_alarm")
+INCIDENT_CLASSES = ("general", "professional", "emergency")
+#: States in which an incident is no longer open (KPI "open incidents" excludes them).
+CLOSED_STATES = frozenset({"closed", "false_alarm"})
+
+
+class HubView(Protocol):
+    """Read/act surface of a running hub.
+
+    Every dict returned is the JSON shape of API contract v1. Camera dicts must carry no
+    credentials (the web app redacts URLs again on the way out, as a second line).
+    """
+
+    cfg: HubConfig
+    bus: Bus
+    metrics: Metrics
+    evidence_dir: Path
+
+    def health(self) -> dict[str, Any]:
+        """``{"status": "ok"|"degraded", "components": {...}}``."""
+        ...
+
+    def cameras(self) -> list[dict[str, Any]]:
+        """``id``, ``name``, ``grid``, ``status`` (online/offline) plus stats (fps, dropped ...)."""
+        ...
+
+    def devices(self) -> list[dict[str, Any]]:
+        """``id``, ``name``, ``grid``, ``kind``, ``status`` and the last event."""
+        ...
+
+    def latest_frame(self, camera_id: str) -> tuple[Frame, Detections | None] | None:
+        """Newest frame of a camera and the detections for it (boxes in ``frame.image`` pixels)."""
+        ...
+
+    async def list_incidents(
+        self, state: str | None, grid: str | None, cls: str | None, since: datetime | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Incidents newest first; ``since`` is timezone-aware (UTC)."""
+        ...
+
+    async def get_incident(self, incident_id: str) -> dict[str, Any] | None:
+        """One incident with ``history``, or ``None``."""
+        ...
+
+    async def incident_action(self, incident_id: str, action: str, note: str, actor: str) -> dict[str, Any]:
+        """Apply an action and return the updated incident.
+
+        Raises :class:`hub.errors.InvalidTransition` when the action is illegal in the current
+        state and ``LookupError`` (e.g. ``KeyError``) when the incident does not exist.
+        """
+        ...

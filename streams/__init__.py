@@ -1,0 +1,1 @@
+"""Video stream readers: decode off the event loop, sample, resize once, reconnect forever."""

@@ -1,0 +1,266 @@
+"""Blocking decode sessions with PyAV. Everything here runs in a reader's worker thread.
+
+A :class:`DecodeSession` opens one container (RTSP, HTTP MJPEG or a file) and yields decoded
+video frames with their *media time* in seconds. It paces and loops ``file://`` sources, and
+turns every PyAV/FFmpeg failure into a redacted :class:`~hub.errors.StreamError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
+from urllib.parse import unquote, urlsplit
+
+import av
+import av.error
+import av.logging
+import numpy as np
+import numpy.typing as npt
+
+from hub.errors import StreamAuthError, StreamConnectError, StreamError
+from hub.redact import redact_text, redact_url
+
+log = logging.getLogger(__name__)
+ffmpeg_log = logging.getLogger("streams.ffmpeg")
+
+SourceKind = Literal["rtsp", "http", "file"]
+
+
+class Scrubber:
+    """Removes the URL's password from any text (PyAV errors embed the URL, FFmpeg logs too)."""
+
+    def __init__(self, url: str) -> None:
+        self.safe_url = redact_url(url)
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            password = None
+        self._secrets = sorted({s for s in (password, unquote(password or "")) if s and len(s) >= 4},
+                               key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        text = redact_text(text)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """Where and how to read one camera."""
+
+    url: str
+    transport: Literal["tcp", "udp"] = "tcp"
+    loop: bool = False
+    realtime: bool = True
+    open_timeout: float = 5.0
+    read_timeout: float = 1.0
+    decode_threads: int = 2
+
+    @property
+    def kind(self) -> SourceKind:
+        scheme = urlsplit(self.url).scheme.lower()
+        if scheme in ("rtsp", "rtsps"):
+            return "rtsp"
+        if scheme in ("http", "https"):
+            return "http"
+        if scheme == "file":
+            return "file"
+        raise StreamError(f"unsupported stream URL scheme {scheme!r} in {redact_url(self.url)}")
+
+    def open_args(self) -> tuple[str, str | None, dict[str, str], tuple[float, float] | None]:
+        """(target, format, options, timeout) for :func:`av.open`."""
+        io_timeout = str(int(self.read_timeout * 1_000_000))
+        kind = self.kind
+        if kind == "file":
+            parts = urlsplit(self.url)
+            return unquote(parts.netloc + parts.path) if parts.netloc not in ("", "localhost") \
+                else unquote(parts.path), None, {}, None
+        # nobuffer drops what probing read, so probe briefly: the SDP already carries SPS/PPS.
+        common = {"fflags": "nobuffer", "analyzeduration": "100000", "probesize": "65536"}
+        if kind == "rtsp":
+            opts = {**common, "rtsp_transport": self.transport, "timeout": io_timeout,
+                    "allowed_media_types": "video", "max_delay": "500000"}
+            if self.transport == "udp":
+                opts["buffer_size"] = str(4 * 1024 * 1024)  # 720p key frames burst
+                opts["reorder_queue_size"] = "64"
+            return self.url, None, opts, (self.open_timeout, self.read_timeout)
+        # HTTP MJPEG (multipart/x-mixed-replace): FFmpeg's mpjpeg demuxer, boundary from headers.
+        opts = {**common, "timeout": io_timeout}
+        return self.url, "mpjpeg", opts, (self.open_timeout, self.read_timeout)
+
+
+def classify(exc: BaseException, scrub: Scrubber, spec: SourceSpec) -> StreamError:
+    """Turn a PyAV/OS error into a redacted StreamError (never chain the original: it holds the URL)."""
+    if isinstance(exc, StreamError):
+        return exc
+    text = scrub(str(exc))
+    where = scrub.safe_url
+    if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError) \
+            or " 401 " in text or "authorization failed" in text:
+        return StreamAuthError(f"authentication failed (401 Unauthorized) for {where}")
+    if isinstance(exc, av.error.ExitError):
+        return StreamConnectError(f"no data from {where} for {spec.read_timeout:g} s (timed out)")
+    if isinstance(exc, av.error.HTTPNotFoundError):
+        return StreamError(f"stream not found (404) at {where}")
+    if isinstance(exc, OSError | av.error.FFmpegError | EOFError):
+        reason = getattr(exc, "strerror", None) or text
+        return StreamConnectError(f"{scrub(str(reason))} ({where})")
+    return StreamError(f"{type(exc).__name__}: {text} ({where})")
+
+
+def resized_size(width: int, height: int, target_width: int) -> tuple[int, int]:
+    """(w, h) with ``w == target_width`` and the source aspect ratio kept (h rounded to even)."""
+    h = max(2, round(height * target_width / width / 2) * 2)
+    return target_width, h
+
+
+def to_bgr(frame: av.VideoFrame, width: int) -> npt.NDArray[np.uint8]:
+    """One swscale pass: colour conversion and resize to ``width`` (aspect kept)."""
+    w, h = resized_size(frame.width, frame.height, width)
+    image = frame.to_ndarray(format="bgr24", width=w, height=h, interpolation="AREA")
+    return cast("npt.NDArray[np.uint8]", image)
+
+
+class DecodeSession:
+    """One open container. Iterate :meth:`frames` until it ends or fails; then :meth:`close`."""
+
+    def __init__(self, spec: SourceSpec, scrub: Scrubber, stop: threading.Event,
+                 camera_id: str = "") -> None:
+        self.spec = spec
+        self.scrub = scrub
+        self.stop = stop
+        self.camera_id = camera_id
+        self.corrupt_packets = 0
+        self._container: Any = None
+        self._ffmpeg_logs: av.logging.Capture | None = None
+        self._captured: list[tuple[int, str, str]] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def open(self) -> None:
+        """Connect/open. Raises StreamError (StreamAuthError on 401)."""
+        target, fmt, options, timeout = self.spec.open_args()
+        # Keep FFmpeg's own log lines from this thread out of other loggers; we re-emit them
+        # redacted (only if the application enabled PyAV logging at all).
+        self._ffmpeg_logs = av.logging.Capture(local=True)
+        self._captured = self._ffmpeg_logs.__enter__()
+        try:
+            if self.spec.kind == "file" and not Path(target).is_file():
+                raise StreamError(f"no such file: {target}")
+            self._container = av.open(target, format=fmt, options=options, timeout=timeout)
+            if not self._container.streams.video:
+                raise StreamError(f"no video stream in {self.scrub.safe_url}")
+        except Exception as exc:
+            self.close()
+            raise classify(exc, self.scrub, self.spec) from None
+        finally:
+            self.forward_ffmpeg_logs()
+
+    def close(self) -> None:
+        container, self._container = self._container, None
+        if container is not None:
+            try:
+                container.close()
+            except Exception as exc:  # closing a broken RTSP session may fail; nothing to do
+                log.debug("%s: close failed: %s", self.camera_id, self.scrub(str(exc)))
+        self.forward_ffmpeg_logs()
+        if self._ffmpeg_logs is not None:
+            self._ffmpeg_logs.__exit__(None, None, None)
+            self._ffmpeg_logs = None
+
+    def forward_ffmpeg_logs(self) -> None:
+        """Re-emit FFmpeg's lines from this thread, redacted, at DEBUG.
+
+        The reader reports failures itself (once); FFmpeg's own lines are diagnostics.
+        """
+        while self._captured:
+            level, name, message = self._captured.pop(0)
+            ffmpeg_log.debug("%s: [%s] %s: %s", self.camera_id, name,
+                             logging.getLevelName(av.logging.adapt_level(level)),
+                             self.scrub(message.strip()))
+
+    @property
+    def source_size(self) -> tuple[int, int]:
+        cc = self._container.streams.video[0].codec_context
+        return int(cc.width), int(cc.height)
+
+    # -- frames ----------------------------------------------------------------------------
+    def frames(self) -> Iterator[tuple[av.VideoFrame, float]]:
+        """Yield ``(frame, media_time_s)``; returns when stopped or (non-looping) at the end.
+
+        Live sources end with StreamConnectError when the server closes the stream.
+        Raises StreamError on failures.
+        """
+        container = self._container
+        stream = container.streams.video[0]
+        cc = stream.codec_context
+        if self.spec.decode_threads > 1:
+            cc.thread_type = "AUTO"
+            cc.thread_count = self.spec.decode_threads
+        is_file = self.spec.kind == "file"
+        use_pts = self.spec.kind == "rtsp"
+        rate = float(stream.average_rate or stream.guessed_rate or 25)
+        frame_interval = 1.0 / rate if rate > 0 else 0.04
+        loop_offset = 0.0
+        first_t: float | None = None
+        last_t = 0.0
+        index = 0
+        anchor: float | None = None  # wall-clock (monotonic) time of media time 0, files only
+        try:
+            while not self.stop.is_set():
+                for packet in container.demux(stream):
+                    if self.stop.is_set():
+                        return
+                    try:
+                        decoded = cc.decode(packet)
+                    except av.error.InvalidDataError:
+                        self.corrupt_packets += 1  # e.g. UDP loss: skip, the next key frame heals
+                        continue
+                    for frame in decoded:
+                        if is_file:
+                            t = frame.time if frame.time is not None else index * frame_interval
+                            if first_t is None:
+                                first_t = t
+                            last_t = max(last_t, t - first_t)
+                            media_t = loop_offset + (t - first_t)
+                            if self.spec.realtime:
+                                anchor = self._pace(anchor, media_t)
+                        elif use_pts and frame.time is not None:
+                            media_t = frame.time  # RTP timestamps: the camera's own clock
+                        else:
+                            media_t = time.monotonic()  # MJPEG over HTTP carries no timestamps
+                        index += 1
+                        yield frame, media_t
+                    if self._captured:
+                        self.forward_ffmpeg_logs()
+                if self.stop.is_set():
+                    return
+                if not is_file:
+                    raise StreamConnectError(f"stream ended ({self.scrub.safe_url})")
+                if not self.spec.loop:
+                    return
+                loop_offset += last_t + frame_interval
+                last_t = 0.0
+                container.seek(0)
+                cc.flush_buffers()
+        except StreamError:
+            raise
+        except Exception as exc:
+            raise classify(exc, self.scrub, self.spec) from None
+
+    def _pace(self, anchor: float | None, media_t: float) -> float:
+        """Sleep until ``media_t`` on the wall clock; re-anchor if we fell far behind."""
+        now = time.monotonic()
+        if anchor is None:
+            return now - media_t
+        delay = anchor + media_t - now
+        if delay > 0:
+            self.stop.wait(delay)
+        elif delay < -1.0:  # too slow to keep up: drop the backlog instead of bursting
+            return now - media_t
+        return anchor

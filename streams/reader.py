@@ -1,0 +1,253 @@
+"""One reader per camera: decode in a worker thread, sample, resize once, reconnect forever.
+
+``await StreamReader(...).run()`` reads until cancelled. Decoding (PyAV) runs in a dedicated
+thread; only sampled frames (``fps`` per second of media time) are converted to BGR and resized
+to ``width``. The newest sampled frame waits in a one-frame slot for :meth:`StreamReader.latest`;
+a sampled frame overwritten before anyone took it counts as ``dropped``.
+
+Failures reconnect with jittered exponential backoff (:class:`streams.backoff.Backoff`). An
+authentication failure (RTSP/HTTP 401) is logged once and then retried only every
+``auth_retry_s`` seconds. Online/offline transitions are reported through ``on_status`` on the
+event loop thread. URLs are redacted everywhere (logs, ``last_error``, exceptions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from hub.errors import StreamAuthError, StreamError
+from streams.backoff import Backoff
+from streams.decode import DecodeSession, Scrubber, SourceSpec, to_bgr
+from streams.frame import Frame
+from streams.sampler import Sampler
+
+log = logging.getLogger(__name__)
+
+StatusCallback = Callable[[str, bool, str], None]
+
+
+@dataclass
+class StreamStats:
+    """Counters of one reader (written by its worker thread, read anywhere)."""
+
+    decoded: int = 0  # frames out of the decoder
+    sampled: int = 0  # frames kept at the detect rate (converted + resized)
+    dropped: int = 0  # sampled frames overwritten in the slot before anyone took them
+    reconnects: int = 0  # sessions started after the first one
+    attempts: int = 0  # connection attempts (opens), including failed ones
+    auth_failures: int = 0
+    corrupt_packets: int = 0  # packets the decoder rejected (e.g. UDP loss)
+
+
+class StreamReader:
+    """Reads one camera URL (``rtsp(s)://``, ``http(s)://`` MJPEG, ``file://``) forever."""
+
+    def __init__(
+        self,
+        camera_id: str,
+        url: str,
+        *,
+        width: int,
+        fps: float,
+        transport: Literal["tcp", "udp"] = "tcp",
+        loop: bool = False,
+        realtime: bool = True,
+        on_status: StatusCallback | None = None,
+        backoff: Backoff | None = None,
+        auth_retry_s: float = 300.0,
+        open_timeout: float = 5.0,
+        read_timeout: float = 1.0,
+        decode_threads: int = 2,
+        stop_timeout: float = 2.0,
+    ) -> None:
+        if width < 2 or fps <= 0:
+            raise ValueError("width must be >= 2 and fps > 0")
+        self.camera_id = camera_id
+        self.width = width
+        self.fps = fps
+        self.on_status = on_status
+        self.auth_retry_s = auth_retry_s
+        self.stop_timeout = stop_timeout
+        self.spec = SourceSpec(url=url, transport=transport, loop=loop, realtime=realtime,
+                               open_timeout=open_timeout, read_timeout=read_timeout,
+                               decode_threads=decode_threads)
+        self.spec.kind  # noqa: B018 - validates the scheme now, not in the thread
+        self.backoff = backoff or Backoff()
+        self.stats = StreamStats()
+        self._scrub = Scrubber(url)
+        self._lock = threading.Lock()
+        self._slot: Frame | None = None
+        self._slot_taken = True
+        self._seq = 0
+        self._online = False
+        self._last_error: str | None = None
+        self._last_exception: StreamError | None = None
+        self._online_at: float | None = None  # worker thread: when the current session went online
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- public state ----------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """The camera URL with any password replaced by ``***``."""
+        return self._scrub.safe_url
+
+    @property
+    def online(self) -> bool:
+        """True between the first decoded frame of a session and its failure (loop-thread view)."""
+        return self._online
+
+    @property
+    def last_error(self) -> str | None:
+        """The most recent failure, redacted (``None`` until something failed)."""
+        return self._last_error
+
+    @property
+    def last_exception(self) -> StreamError | None:
+        """The most recent failure as a (redacted) StreamError, e.g. :class:`StreamAuthError`."""
+        return self._last_exception
+
+    def latest(self) -> Frame | None:
+        """The newest sampled frame (the same one again until a newer one arrives)."""
+        with self._lock:
+            self._slot_taken = True
+            return self._slot
+
+    # -- running ---------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Read until cancelled. Cancelling stops the worker thread (within ~read_timeout)."""
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError(f"reader {self.camera_id} is already running")
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+        self._stop.clear()
+        thread = threading.Thread(target=self._worker, args=(loop, finished),
+                                  name=f"stream-{self.camera_id}", daemon=True)
+        self._thread = thread
+        thread.start()
+        try:
+            await asyncio.shield(finished)
+        finally:
+            self._stop.set()
+            if not finished.done():
+                done, _ = await asyncio.wait({finished}, timeout=self.stop_timeout)
+                if not done:
+                    log.warning("%s: decode thread still blocked after %.1f s; it exits when "
+                                "its network call times out", self.camera_id, self.stop_timeout)
+
+    def _worker(self, loop: asyncio.AbstractEventLoop, finished: asyncio.Future[None]) -> None:
+        try:
+            self._read_forever(loop)
+        except BaseException:
+            log.exception("%s: stream reader crashed", self.camera_id)
+        finally:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, finished)
+
+    def _read_forever(self, loop: asyncio.AbstractEventLoop) -> None:
+        auth_reported = False
+        first = True
+        while not self._stop.is_set():
+            if not first:
+                self.stats.reconnects += 1
+            first = False
+            self.stats.attempts += 1
+            started = time.monotonic()
+            self._online_at = None
+            session = DecodeSession(self.spec, self._scrub, self._stop, self.camera_id)
+            error: StreamError | None = None
+            try:
+                session.open()
+                self._read_session(session, loop)
+            except StreamError as exc:
+                error = exc
+            except Exception as exc:  # a bug or an unexpected PyAV error: keep the camera alive
+                error = StreamError(self._scrub(f"{type(exc).__name__}: {exc}"))
+                log.debug("%s: unexpected error in the decode loop", self.camera_id, exc_info=False)
+            finally:
+                self.stats.corrupt_packets += session.corrupt_packets
+                session.close()
+            went_online_at = self._online_at
+            if self._stop.is_set():
+                return
+            if error is None:  # a non-looping file ended: done, like a camera going away
+                error = StreamError(f"end of file ({self._scrub.safe_url})")
+                self._fail(loop, error)
+                log.info("%s: %s", self.camera_id, error)
+                return
+            healthy_for = time.monotonic() - went_online_at if went_online_at is not None else 0.0
+            self._fail(loop, error)
+            if isinstance(error, StreamAuthError):
+                self.stats.auth_failures += 1
+                delay = self.auth_retry_s
+                if not auth_reported:
+                    log.error("%s: %s; check the camera credentials (next try in %.0f s)",
+                              self.camera_id, error, delay)
+                    auth_reported = True
+                else:
+                    log.debug("%s: still %s", self.camera_id, error)
+            else:
+                auth_reported = False
+                delay = self.backoff.failure(connected_for=healthy_for)
+                level = logging.WARNING if went_online_at is not None or self.stats.attempts == 1 \
+                    else logging.DEBUG
+                log.log(level, "%s: %s; reconnecting in %.1f s (after %.1f s)", self.camera_id,
+                        error, delay, time.monotonic() - started)
+            self._stop.wait(delay)
+
+    def _read_session(self, session: DecodeSession, loop: asyncio.AbstractEventLoop) -> None:
+        """Decode one session until it ends; sets ``_online_at`` at its first frame."""
+        sampler = Sampler(self.fps)
+        stats = self.stats
+        for av_frame, media_t in session.frames():
+            stats.decoded += 1
+            if self._online_at is None:
+                self._online_at = time.monotonic()
+                self._post_status(loop, True, f"streaming {av_frame.width}x{av_frame.height}")
+            if not sampler.accept(media_t):
+                continue
+            captured_at = time.time()  # the frame has left the decoder
+            image = to_bgr(av_frame, self.width)
+            with self._lock:
+                self._seq += 1
+                frame = Frame(self.camera_id, self._seq, captured_at, image,
+                              (int(av_frame.width), int(av_frame.height)))
+                if not self._slot_taken:
+                    stats.dropped += 1
+                self._slot = frame
+                self._slot_taken = False
+            stats.sampled += 1
+
+    # -- status ----------------------------------------------------------------------------
+    def _fail(self, loop: asyncio.AbstractEventLoop, error: StreamError) -> None:
+        self._last_error = str(error)
+        self._last_exception = error
+        self._post_status(loop, False, str(error))
+
+    def _post_status(self, loop: asyncio.AbstractEventLoop, online: bool, reason: str) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed under us: nobody to tell
+            loop.call_soon_threadsafe(self._set_online, online, reason)
+
+    def _set_online(self, online: bool, reason: str) -> None:
+        if online == self._online:
+            return
+        self._online = online
+        if online:
+            log.info("%s: online (%s) %s", self.camera_id, self.url, reason)
+        if self.on_status is not None:
+            try:
+                self.on_status(self.camera_id, online, reason)
+            except Exception:
+                log.exception("%s: on_status callback failed", self.camera_id)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

@@ -1,0 +1,162 @@
+"""MqttClient against the real Mosquitto and the embedded amqtt broker (restarted on the same port)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import aiomqtt
+import pytest
+
+from adapters.mqtt_client import MqttClient, encode_payload, parse_mqtt_url
+from hub.embedded_broker import EmbeddedBroker
+from hub.errors import ConfigError
+from tests.adapters.mqtt_support import (
+    forget_session,
+    free_port,
+    require_mosquitto,
+    take,
+    unique,
+    wait_until,
+)
+
+
+def fast(url: str, client_id: str) -> MqttClient:
+    return MqttClient(url, client_id, backoff_initial_s=0.1, backoff_max_s=0.5)
+
+
+def test_parse_urls() -> None:
+    a = parse_mqtt_url("mqtt://hub:p%40ss@broker.example:1884")
+    assert (a.host, a.port, a.username, a.password, a.tls) == ("broker.example", 1884, "hub", "p@ss", False)
+    b = parse_mqtt_url("mqtts://broker.example")
+    assert (b.port, b.tls, b.username) == (8883, True, None)
+    assert parse_mqtt_url(None).port == 1883
+    with pytest.raises(ConfigError, match="scheme"):
+        parse_mqtt_url("http://broker:1883")
+    with pytest.raises(ConfigError, match="no host"):
+        parse_mqtt_url("mqtt://:1883")
+
+
+def test_encode_payload() -> None:
+    assert encode_payload(b"\x00\x01") == b"\x00\x01"
+    assert encode_payload("门已打开") == "门已打开".encode()
+    assert json.loads(encode_payload({"a": 1, "门": "开"})) == {"a": 1, "门": "开"}
+
+
+async def test_roundtrip_on_mosquitto_qos1() -> None:
+    url = require_mosquitto()
+    prefix = unique("roundtrip")
+    async with MqttClient(url, prefix + "-sub", clean_session=True) as sub, \
+            MqttClient(url, prefix + "-pub", clean_session=True) as pub:
+        await sub.subscribe(f"{prefix}/#", qos=1)
+        assert await sub.wait_online(5)
+        await pub.publish(f"{prefix}/a", {"event": "door_open"})
+        await pub.publish(f"{prefix}/b", "text")
+        await pub.publish(f"{prefix}/c", b"\xff\x00")
+        got = await take(sub.messages(), 3)
+        assert [(m.topic, m.payload, m.qos) for m in got] == [
+            (f"{prefix}/a", b'{"event":"door_open"}', 1),
+            (f"{prefix}/b", b"text", 1),
+            (f"{prefix}/c", b"\xff\x00", 1),
+        ]
+        assert await pub.drain(5)
+        assert pub.stats.published == 3
+        assert sub.stats.received == 3
+
+
+async def test_reconnects_and_resubscribes_after_broker_restart() -> None:
+    broker = EmbeddedBroker(port=free_port())
+    url = await broker.start()
+    prefix = unique("restart")
+    try:
+        async with fast(url, prefix + "-sub") as sub, fast(url, prefix + "-pub") as pub:
+            await sub.subscribe(f"{prefix}/#")
+            assert await sub.wait_online(5)
+            messages = sub.messages()
+            await pub.publish(f"{prefix}/x", "before")
+            assert [m.payload for m in await take(messages, 1)] == [b"before"]
+
+            await broker.stop()  # the restarted amqtt broker has forgotten every subscription
+            await asyncio.sleep(0.3)
+            assert not sub.online
+            assert not pub.online
+            await broker.start()
+            assert broker.url == url  # same port
+            assert await sub.wait_online(10)
+            assert await pub.wait_online(10)
+            await pub.publish(f"{prefix}/x", "after")
+            # the same messages() iterator keeps working: the client re-subscribed by itself
+            assert [m.payload for m in await take(messages, 1)] == [b"after"]
+            assert sub.stats.connects == 2
+    finally:
+        await broker.stop()
+
+
+async def test_publish_queues_while_offline_and_flushes_on_reconnect() -> None:
+    port = free_port()
+    broker = EmbeddedBroker(port=port)
+    prefix = unique("queue")
+    pub = MqttClient(f"mqtt://127.0.0.1:{port}", prefix + "-pub", max_queued=3,
+                     backoff_initial_s=2.0, backoff_max_s=4.0)
+    async with pub:
+        for i in range(5):
+            await pub.publish(f"{prefix}/m", f"m{i}")
+        assert pub.queued == 3
+        assert pub.stats.dropped == 2  # the oldest were dropped and counted
+        await wait_until(lambda: pub.stats.connect_failures >= 1, what="the first failed connect")
+        # the next attempt is >= 1 s away: start the broker and subscribe before the publisher returns
+        url = await broker.start()
+        try:
+            async with aiomqtt.Client("127.0.0.1", port, identifier=prefix + "-raw") as raw:
+                await raw.subscribe(f"{prefix}/#", qos=1)
+                assert not pub.online, "publisher reconnected before the test subscriber (timing)"
+                assert await pub.drain(10)
+                got: list[bytes] = []
+                async with asyncio.timeout(5):
+                    async for m in raw.messages:
+                        assert isinstance(m.payload, bytes)
+                        got.append(m.payload)
+                        if len(got) == 3:
+                            break
+                assert got == [b"m2", b"m3", b"m4"]
+                assert url.endswith(f":{port}")
+        finally:
+            await broker.stop()
+
+
+@pytest.mark.parametrize("protocol", [311, 5])
+async def test_persistent_session_delivers_messages_published_while_away(protocol: int) -> None:
+    url = require_mosquitto()
+    prefix = unique(f"persist{protocol}")
+    hub_id = prefix + "-hub"
+    try:
+        async with MqttClient(url, hub_id, protocol=protocol) as hub:  # type: ignore[arg-type]
+            await hub.subscribe(f"{prefix}/#", qos=1)
+            assert await hub.wait_online(5)
+        # the hub is down (restarting); devices keep publishing with QoS 1
+        async with MqttClient(url, prefix + "-dev", clean_session=True) as dev:
+            for i in range(5):
+                await dev.publish(f"{prefix}/door", {"n": i}, qos=1)
+            assert await dev.drain(5)
+        # the hub comes back with the same client id and does not even subscribe again
+        async with MqttClient(url, hub_id, protocol=protocol) as hub:  # type: ignore[arg-type]
+            got = await take(hub.messages(), 5)
+        assert [json.loads(m.payload)["n"] for m in got] == [0, 1, 2, 3, 4]
+    finally:
+        await forget_session(url, hub_id)
+
+
+async def test_password_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    port = free_port()  # nothing listens here
+    caplog.set_level(logging.DEBUG)
+    async with fast(f"mqtt://hub:TopSecret42@127.0.0.1:{port}", unique("pw")) as c:
+        await wait_until(lambda: c.stats.connect_failures >= 3, what="three failed connects")
+        assert "TopSecret42" not in c.safe_url
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "offline" in text
+    assert f"mqtt://hub:***@127.0.0.1:{port}" in text
+    assert "TopSecret42" not in text
+    offline_warnings = [r for r in caplog.records
+                        if r.levelno == logging.WARNING and "offline" in r.getMessage()]
+    assert len(offline_warnings) == 1  # logged once per transition, not once per attempt

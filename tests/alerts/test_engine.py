@@ -1,0 +1,205 @@
+"""AlertEngine end to end: real bus, real PostgreSQL, real image snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from alerts.engine import TOPIC_INCIDENT_UPDATE, AlertEngine
+from alerts.evidence import EvidenceStore
+from hub.bus import TOPIC_INCIDENT, TOPIC_RULE_HIT, TOPIC_SOURCE_EVENT, Bus, Subscription
+from hub.config import AlertsSection, CameraConfig, DeviceConfig
+from hub.events import EventKind, RuleHit, SourceEvent
+from hub.metrics import Metrics
+from hub.storage import Database
+from tests.alerts.helpers import PEOPLE, FrameSlots
+from tests.support import pg
+
+pg_url = pg.pg_url
+
+CAMERAS = [
+    CameraConfig(id="cam1", name="East gate camera", grid="440106001", url="rtsp://127.0.0.1:8554/cam1"),
+    CameraConfig(id="cam2", name="Yard camera", grid="440106002", url="rtsp://127.0.0.1:8554/cam2"),
+]
+DEVICES = [
+    DeviceConfig(id="door1", name="East gate", kind="door_contact", grid="440106001", topic="z2m/door1",
+                 cameras=["cam1"]),
+]
+SETTLE_S = 1.0
+
+
+@dataclass
+class Rig:
+    bus: Bus
+    db: Database
+    engine: AlertEngine
+    metrics: Metrics
+    evidence_dir: Path
+    incidents: Subscription
+    updates: Subscription
+
+
+@pytest.fixture
+async def rig(pg_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
+    bus = Bus()
+    metrics = Metrics()
+    evidence = EvidenceStore(tmp_path / "evidence", FrameSlots(["cam1", "cam2"]))
+    async with Database(pg_url, metrics=metrics) as db:
+        engine = AlertEngine(AlertsSection(correlation_window_s=30, incident_quiet_s=120), CAMERAS, DEVICES,
+                             bus, db, evidence, metrics, force_night=True, settle_s=SETTLE_S)
+        incidents = bus.subscribe(TOPIC_INCIDENT)
+        updates = bus.subscribe(TOPIC_INCIDENT_UPDATE)
+        task = asyncio.create_task(engine.run())
+        await asyncio.sleep(0)  # let the engine subscribe
+        try:
+            yield Rig(bus, db, engine, metrics, tmp_path / "evidence", incidents, updates)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+def person_hit(camera: str, captured_at: float, zone: str = "gate") -> RuleHit:
+    return RuleHit(camera_id=camera, rule="intrusion", zone=zone, track_id=3, label="person", confidence=0.82,
+                   box=tuple(float(v) for v in PEOPLE[0]), captured_at=captured_at,  # type: ignore[arg-type]
+                   frame_seq=10)
+
+
+def door_forced(at: float, device: str = "door1") -> SourceEvent:
+    return SourceEvent(source_id=device, kind=EventKind.DOOR_FORCED, at=at, grid="440106001")
+
+
+async def until(check: Callable[[], Awaitable[bool]], within_s: float = 10.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not await check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+def drain(sub: Subscription) -> list[dict[str, Any]]:
+    out = []
+    while not sub.queue.empty():
+        out.append(sub.queue.get_nowait()[1])
+    return out
+
+
+async def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        cur = await conn.execute(sql.encode())
+        return await cur.fetchall()
+
+
+@pytest.mark.parametrize("door_first", [False, True], ids=["person-then-door", "door-then-person"])
+async def test_door_forced_and_person_on_linked_camera_make_one_incident(
+        rig: Rig, pg_url: str, door_first: bool) -> None:
+    now = time.time()
+    msgs: list[tuple[str, Any]] = [(TOPIC_RULE_HIT, person_hit("cam1", now - 3)),
+                                   (TOPIC_SOURCE_EVENT, door_forced(now))]
+    if door_first:
+        msgs.reverse()
+    for topic, msg in msgs:
+        rig.bus.publish(topic, msg)
+        await asyncio.sleep(0.05)  # they arrive apart, not in one batch
+
+    await until(lambda: _nonempty(rig.incidents))
+    await asyncio.sleep(SETTLE_S + 0.3)  # nothing else may arrive on "incident"
+    published = drain(rig.incidents)
+    assert len(published) == 1
+    inc = published[0]
+    assert {(s["type"], s["id"]) for s in inc["sources"]} == {("camera", "cam1"), ("device", "door1")}
+    assert inc["class"] == "emergency"  # forced door at night (force_night)
+    assert inc["kind"] == "door_forced"
+    assert inc["state"] == "received"
+    assert inc["grid"] == "440106001"
+    snaps = [e for e in inc["evidence"] if e["kind"] == "snapshot"]
+    assert snaps
+    for e in snaps:
+        assert (rig.evidence_dir / e["url"].removeprefix("/evidence/")).stat().st_size > 10_000
+
+    await rig.db.flush()
+    assert await rows(pg_url, "SELECT id, class, count FROM incidents") == [(inc["id"], "emergency", 2)]
+    alerts = await rows(pg_url, "SELECT kind, incident_id FROM alerts ORDER BY kind")
+    assert alerts == [("door_forced", inc["id"]), ("intrusion", inc["id"])]
+    assert await rows(pg_url, "SELECT count(*) FROM events") == [(1,)]
+    assert await rows(pg_url, "SELECT count(*) FROM rule_hits") == [(1,)]
+    full = await rig.db.get_incident(inc["id"])
+    assert full is not None
+    assert [h["action"] for h in full["history"]] == ["open", "correlate"]
+    assert rig.metrics.incidents.labels(kind=inc["kind"] if door_first else "intrusion")._value.get() == 1
+    assert rig.metrics.latency._sum.get() > 0
+
+
+async def _nonempty(sub: Subscription) -> bool:
+    return not sub.queue.empty()
+
+
+async def test_outside_the_window_makes_two_incidents(rig: Rig, pg_url: str) -> None:
+    now = time.time()
+    rig.bus.publish(TOPIC_RULE_HIT, person_hit("cam1", now - 60))  # 60 s apart, window 30 s
+    rig.bus.publish(TOPIC_SOURCE_EVENT, door_forced(now))
+
+    async def two() -> bool:
+        return rig.incidents.queue.qsize() >= 2
+
+    await until(two)
+    published = drain(rig.incidents)
+    assert len(published) == 2
+    assert len({p["id"] for p in published}) == 2
+    assert sorted(len(p["sources"]) for p in published) == [1, 1]
+    by_kind = {p["kind"]: p for p in published}
+    assert by_kind["door_forced"]["class"] == "emergency"
+    assert by_kind["intrusion"]["class"] == "general"
+    assert await rows(pg_url, "SELECT count(*) FROM incidents") == [(2,)]
+
+
+async def test_repeated_hits_update_one_incident(rig: Rig, pg_url: str) -> None:
+    now = time.time()
+    for i in range(3):  # cam2 has no linked door: published at once, then updated
+        rig.bus.publish(TOPIC_RULE_HIT, person_hit("cam2", now + i, zone="yard"))
+    rig.bus.publish(TOPIC_RULE_HIT, person_hit("cam2", now + 1, zone="other-zone"))  # another zone
+
+    async def done() -> bool:
+        return rig.bus.published["alert"] == 4  # published after the incident is stored and sent
+
+    await until(done)
+    published = drain(rig.incidents)
+    updates = drain(rig.updates)
+    assert len(published) == 2  # zone "yard" and "other-zone"
+    yard_id = next(p["id"] for p in published if p["sources"][0]["zone"] == "yard")
+    yard = [u for u in updates if u["id"] == yard_id]
+    assert [u["count"] for u in yard] == [2, 3]
+    counts = await rows(pg_url, "SELECT count, jsonb_array_length(evidence), jsonb_array_length(sources) "
+                                "FROM incidents ORDER BY count DESC")
+    assert counts == [(3, 3, 1), (1, 1, 1)]
+    assert rig.metrics.alerts.labels(kind="intrusion")._value.get() == 4
+
+
+async def test_door_events_by_day_and_night(pg_url: str, tmp_path: Path) -> None:
+    """door_opened alerts only at night; lock_failed_attempts and tamper always; others never."""
+    bus = Bus()
+    evidence = EvidenceStore(tmp_path, FrameSlots(["cam1"]))
+    async with Database(pg_url) as db:
+        day = AlertEngine(AlertsSection(), CAMERAS, DEVICES, bus, db, evidence, timezone="Asia/Shanghai",
+                          settle_s=0)
+        noon = 1740801600.0  # 2025-03-01 12:00 Asia/Shanghai
+        await day.handle_source_event(SourceEvent("door1", EventKind.DOOR_OPENED, at=noon))
+        await day.handle_source_event(SourceEvent("door1", EventKind.LOW_BATTERY, at=noon))
+        assert day.stats["incidents"] == 0
+        late = noon + 11 * 3600  # 23:00
+        await day.handle_source_event(SourceEvent("door1", EventKind.DOOR_OPENED, at=late))
+        await day.handle_source_event(SourceEvent("lock7", EventKind.LOCK_FAILED_ATTEMPTS, at=noon))
+        await day.handle_source_event(SourceEvent("door1", EventKind.TAMPER, at=noon))
+        assert day.stats["incidents"] == 3
+        listed = {i["kind"]: i for i in await db.list_incidents()}
+        assert set(listed) == {"door_opened", "lock_failed_attempts", "tamper"}
+        assert listed["door_opened"]["class"] == "general"
+        assert listed["tamper"]["class"] == "professional"
+        assert listed["door_opened"]["evidence"]  # snapshot from the door's linked camera
+        await db.flush()
+        assert await rows(pg_url, "SELECT count(*) FROM events") == [(5,)]
