@@ -122,6 +122,7 @@ class Analyzer:
         cameras: Sequence[CameraConfig],
         backend: DetectorBackend,
         bus: Bus,
+        *,
         metrics: Metrics | None = None,
         fall_backend: DetectorBackend | None = None,
     ) -> None:

@@ -151,10 +151,12 @@ class FallRule:
             label = dets.labels[i].lower()
             conf = float(dets.confidence[i])
             fallen: bool | None
-            if label == FALL_LABEL:
-                fallen = True if conf >= p.min_confidence else (False if conf < p.release_confidence else None)
-            else:
+            if label != FALL_LABEL or conf < p.release_confidence:
                 fallen = False
+            elif conf >= p.min_confidence:
+                fallen = True
+            else:  # between release and min confidence: keep the current state
+                fallen = None
             ep = self._model.setdefault(tid, _Episode(t))
             ep.observe(fallen, t, p.release_s)
             if ep.due(t, self.hold_s, self.cooldown_s):

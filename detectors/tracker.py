@@ -246,14 +246,14 @@ class ByteTracker:
                 tr.missed_last = True
                 survivors.append(tr)
             # an unconfirmed track that misses an analysed frame is noise: drop it
-        for di in high:
-            if int(di) in assigned:
+        for hi in high.tolist():
+            if hi in assigned:
                 continue
-            tr = _Track.start(dets.xyxy[di], int(dets.class_id[di]), dets.labels[di], t)
+            tr = _Track.start(dets.xyxy[hi], int(dets.class_id[hi]), dets.labels[hi], t)
             if cfg.min_hits <= 1:
                 tr.track_id = self._new_id()
             survivors.append(tr)
-            assigned[int(di)] = tr
+            assigned[hi] = tr
         self._tracks = survivors
 
         keep = sorted(di for di, tr in assigned.items() if tr.track_id >= 0)

@@ -47,6 +47,7 @@ class Hub:
         self.state = LiveState(cfg.cameras, cfg.devices, self.bus, self.metrics)
         self.components: dict[str, str] = {}
         self.http_url: str | None = None
+        self.mqtt_url: str | None = None
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
 
@@ -119,14 +120,19 @@ class Hub:
             if mqtt is not None:
                 from adapters.mqtt_devices import DeviceHub
 
-                tasks["mqtt-client"] = mqtt.run if hasattr(mqtt, "run") else self._idle
-                tasks["devices"] = DeviceHub(self.cfg.devices, self.bus, mqtt, metrics=self.metrics).run
+                tasks["devices"] = DeviceHub(self.cfg.devices, self.bus, mqtt, metrics=self.metrics,
+                                             held_open_s=self.cfg.alerts.held_open_s).run
                 tasks["mqtt-out"] = IncidentPublisher(self.bus, mqtt, self.cfg.mqtt.topic_prefix).run
                 if self.cfg.demo.sensors and self.cfg.devices:
+                    from adapters.mqtt_client import MqttClient
                     from hub.demo_sensors import DemoSensors
 
+                    # The simulated devices are separate MQTT clients, like real village sensors.
+                    sim_id = f"{self.cfg.mqtt.client_id}-demo-sensors"
+                    sim_client = MqttClient(self.mqtt_url, sim_id, clean_session=True)
+                    sim = await stack.enter_async_context(sim_client)
                     tasks["demo-sensors"] = DemoSensors(
-                        self.cfg.devices, mqtt, self.cfg.demo.sensor_interval_s).run
+                        self.cfg.devices, sim, self.cfg.demo.sensor_interval_s).run
 
             from hub.view import RuntimeView
 
@@ -166,9 +172,6 @@ class Hub:
                 tg.create_task(stopper(), name="stopper")
         except* _Shutdown:
             pass
-
-    async def _idle(self) -> None:
-        await asyncio.Event().wait()
 
     async def _track_devices(self) -> None:
         from hub.bus import TOPIC_DEVICE
@@ -233,12 +236,13 @@ class Hub:
         media = ensure_demo_media(state_dir / "media", progress=progress)
         out = []
         for cam in self.cfg.cameras:
-            if cam.url.startswith("demo://"):
-                clip = cam.url.removeprefix("demo://")
-                if clip not in media:
-                    raise HubError(f"camera {cam.id}: unknown demo clip {clip!r}; available: {sorted(media)}")
-                cam = cam.model_copy(update={"url": media[clip].resolve().as_uri(), "loop": True})
-            out.append(cam)
+            if not cam.url.startswith("demo://"):
+                out.append(cam)
+                continue
+            clip = cam.url.removeprefix("demo://")
+            if clip not in media:
+                raise HubError(f"camera {cam.id}: unknown demo clip {clip!r}; available: {sorted(media)}")
+            out.append(cam.model_copy(update={"url": media[clip].resolve().as_uri(), "loop": True}))
         return out
 
     async def _load_backends(self) -> tuple[Any, Any]:
@@ -266,10 +270,11 @@ class Hub:
         stack.push_async_callback(cleanup)
         site = web.TCPSite(runner, self.cfg.http.host, self.cfg.http.port)
         await site.start()
-        server = site._server  # bound socket: read the real port when port 0 was asked
         port = self.cfg.http.port
-        if server is not None and server.sockets:
-            port = server.sockets[0].getsockname()[1]
+        server = site._server  # bound socket: read the real port when port 0 was asked
+        sockets = getattr(server, "sockets", None)
+        if sockets:
+            port = int(sockets[0].getsockname()[1])
         host = "127.0.0.1" if self.cfg.http.host in ("0.0.0.0", "::", "") else self.cfg.http.host
         self.http_url = f"http://{host}:{port}/"
         self.components["web"] = "ok"

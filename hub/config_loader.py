@@ -165,6 +165,5 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> HubCo
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("file not found", file=str(p), hint="pass -c config/demo.yaml") from None
-    cfg = parse_config(text, str(p), env)
-    # Relative state_dir is relative to the working directory, like every CLI path.
-    return cfg
+    # A relative state_dir is relative to the working directory, like every CLI path.
+    return parse_config(text, str(p), env)

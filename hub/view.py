@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 
 class RuntimeView:
-    def __init__(
+    def __init__(  # noqa: PLR0917 - one constructor wiring the runtime's parts
         self,
         cfg: HubConfig,
         bus: Bus,
@@ -55,8 +56,7 @@ class RuntimeView:
         out = []
         for cam_id, cam in self.state.cameras.items():
             reader = self.readers.get(cam_id)
-            stats = dict(reader.stats.__dict__) if reader is not None and hasattr(reader.stats, "__dict__") \
-                else (dict(reader.stats) if reader is not None else None)
+            stats = dataclasses.asdict(reader.stats) if reader is not None else None
             out.append(cam.to_json(stats))
         return out
 

@@ -98,8 +98,9 @@ class OpenCvDnnDetector:
                 backend, dnn_target = cv2.dnn.DNN_BACKEND_CUDA, cv2.dnn.DNN_TARGET_CUDA
             else:
                 log.warning("opencv-dnn: target 'cuda' requested but OpenCV has no CUDA device; using CPU")
-        self._net.setPreferableBackend(backend)
-        self._net.setPreferableTarget(dnn_target)
+        if dnn_target != cv2.dnn.DNN_TARGET_CPU:  # OpenCV 5 warns on any explicit target call
+            self._net.setPreferableBackend(backend)
+            self._net.setPreferableTarget(dnn_target)
 
     # -- views -------------------------------------------------------------------------------------
 

@@ -90,9 +90,12 @@ def _wall(w: int, base: int, layout: Layout, rng: np.random.Generator) -> Image:
 
 def _ground(w: int, h: int, base: int) -> Image:
     bus = _read("bus.jpg")
-    pave = bus[905:1080, 0:810]  # sunlit cobbles with tree shadows
-    pave = cv2.flip(pave, 1)
-    tex = np.vstack([np.hstack([pave, cv2.flip(pave, 1)] * 2)] * 2)
+    pave = bus[905:1080, 0:810].astype(np.float32)  # sunlit cobbles with tree shadows
+    # keep the cobble texture, drop the tree shadows (low frequencies) and soften contrast
+    low = cv2.GaussianBlur(pave, (0, 0), 12)
+    flat = (pave - low) * 0.8 + np.array([128, 130, 132], np.float32)
+    pave = np.clip(flat, 0, 255).astype(np.uint8)
+    tex = np.vstack([np.hstack([pave] * 4)] * 2)
     th, tw = tex.shape[:2]
     src = np.float32([[0, 0], [tw, 0], [tw, th], [0, th]])
     dst = np.float32([[-1.0 * w, base], [2.0 * w, base], [1.15 * w, h], [-0.15 * w, h]])
@@ -175,7 +178,7 @@ def build_background(layout: Layout, size: tuple[int, int], seed: int) -> Backgr
     vignette = (1.0 - 0.18 * r2)[..., None]
     img = np.clip(img.astype(np.float32) * vignette, 0, 255).astype(np.uint8)
     # night: dim ambient plus a pool of light below each lamp, door light
-    light = np.full((h, w), 0.30, np.float32)
+    light = np.full((h, w), 0.2, np.float32)
     glow = np.zeros((h, w), np.float32)
     for x, y in heads:
         pool = np.exp(-(((xx - x) / (0.16 * w)) ** 2 + ((yy - (y + 0.35 * h)) / (0.3 * h)) ** 2))

@@ -1,0 +1,243 @@
+"""CCTV-like H.264 scenes with known ground truth.
+
+``generate_scene(path, spec)`` composites person cut-outs (from package-shipped photos)
+walking along scripted paths over a static background, adds camera artefacts (night
+lighting, sensor noise, lens blur, rain, shake, an OSD timestamp), encodes H.264 with
+PyAV/libx264 and writes the truth (:class:`~hub.demo.truth.SceneTruth`) beside the clip.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from hub.demo.background import Background, Layout, build_background, person_height
+from hub.demo.script import Actor, plan_episodes
+from hub.demo.sprites import Alpha, Image, sprite_pool
+from hub.demo.truth import SceneTruth, TrackTruth, TruthBox, point_in_polygon, zone_intervals
+from hub.errors import HubError
+
+log = logging.getLogger(__name__)
+
+OSD_EPOCH = dt.datetime(2024, 11, 8, 21, 30, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class SceneSpec:
+    """What to generate. Times in seconds, sizes in pixels (width, height)."""
+
+    seconds: float = 30.0
+    fps: int = 25
+    size: tuple[int, int] = (960, 540)
+    layout: Layout = "courtyard"
+    presence: float = 0.2  # fraction of the clip with at least one person in view
+    night: bool = False
+    rain: bool = False
+    shake: bool = False
+    seed: int = 0
+    first_entry_s: float | None = None  # the first person (a zone visit) walks in at this time
+    visit_share: float = 0.5  # share of people who walk to the zone and stand there
+    dwell_s: tuple[float, float] = (3.0, 6.0)  # how long a visitor stands in the zone
+    camera_name: str = "CAM01"
+    people: int = 6  # distinct-looking people
+    crf: int = 26  # x264 quality (lower = better, bigger)
+    osd_start: dt.datetime = field(default=OSD_EPOCH)
+
+
+def _noise_bank(size: tuple[int, int], sigma: float, rng: np.random.Generator, count: int = 6) -> list[
+        np.ndarray[tuple[int, ...], np.dtype[np.int16]]]:
+    w, h = size
+    bank = []
+    for _ in range(count):
+        luma = rng.normal(0, sigma, (h, w, 1))
+        chroma = rng.normal(0, sigma * 0.35, (h, w, 3))
+        bank.append(np.round(luma + chroma).astype(np.int16))
+    return bank
+
+
+def _rain_layer(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray[tuple[int, ...], np.dtype[np.uint8]]:
+    w, h = size
+    layer = np.zeros((2 * h, w), np.uint8)
+    for _ in range(int(w * h / 900)):
+        x, y = int(rng.integers(0, w)), int(rng.integers(0, 2 * h))
+        length = int(rng.integers(h // 40, h // 15))
+        cv2.line(layer, (x, y), (x + length // 6, y + length), int(rng.integers(40, 110)), 1, cv2.LINE_AA)
+    out: np.ndarray[tuple[int, ...], np.dtype[np.uint8]] = cv2.GaussianBlur(layer, (3, 3), 0.8)
+    return out
+
+
+def _paste(frame: Image, bgr: Image, alpha: Alpha, x1: int, y1: int) -> None:
+    h, w = frame.shape[:2]
+    sh, sw = alpha.shape
+    fx1, fy1, fx2, fy2 = max(x1, 0), max(y1, 0), min(x1 + sw, w), min(y1 + sh, h)
+    if fx1 >= fx2 or fy1 >= fy2:
+        return
+    a = alpha[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1, None]
+    src = bgr[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1].astype(np.float32)
+    dst = frame[fy1:fy2, fx1:fx2].astype(np.float32)
+    frame[fy1:fy2, fx1:fx2] = (src * a + dst * (1.0 - a)).astype(np.uint8)
+
+
+def _shadow(frame: Image, cx: float, feet: float, width: float, strength: float) -> None:
+    h, w = frame.shape[:2]
+    ax, ay = max(2, int(width * 0.6)), max(2, int(width * 0.12))
+    x1, y1, x2, y2 = int(cx - ax), int(feet - ay), int(cx + ax), int(feet + ay)
+    fx1, fy1, fx2, fy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
+    if fx1 >= fx2 or fy1 >= fy2:
+        return
+    mask = np.zeros((y2 - y1, x2 - x1), np.float32)
+    cv2.ellipse(mask, (ax, ay), (ax, ay), 0, 0, 360, 1.0, -1)
+    mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, ay / 2))[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1]
+    roi = frame[fy1:fy2, fx1:fx2].astype(np.float32)
+    frame[fy1:fy2, fx1:fx2] = (roi * (1.0 - strength * mask[..., None])).astype(np.uint8)
+
+
+def _osd(frame: Image, when: dt.datetime, camera: str) -> None:
+    h = frame.shape[0]
+    scale = h / 900
+    thick = max(1, round(h / 400))
+    for text, org in ((when.strftime("%Y-%m-%d %H:%M:%S"), (round(h * 0.02), round(h * 0.05))),
+                      (camera, (round(h * 0.02), round(h * 0.97)))):
+        cv2.putText(frame, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
+        cv2.putText(frame, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (235, 235, 235), thick, cv2.LINE_AA)
+
+
+class _Renderer:
+    def __init__(self, spec: SceneSpec, bg: Background, actors: list[Actor], rng: np.random.Generator) -> None:
+        self.spec = spec
+        self.bg = bg
+        self.actors = actors
+        self.noise = _noise_bank(spec.size, 9.0 if spec.night else 3.5, rng)
+        self.rain = _rain_layer(spec.size, rng) if spec.rain else None
+        self.rng = rng
+        self.polygon = list(bg.geometry.zone)
+        self._cache: dict[tuple[int, int], tuple[Image, Alpha]] = {}
+
+    def _sprite(self, actor: Actor, height: int) -> tuple[Image, Alpha]:
+        key = (actor.track_id, height)
+        if key not in self._cache:
+            if len(self._cache) > 4000:
+                self._cache.clear()
+            self._cache[key] = actor.sprite.render(height)
+        return self._cache[key]
+
+    def frame(self, index: int) -> tuple[Image, list[TruthBox]]:
+        spec = self.spec
+        w, h = spec.size
+        t = index / spec.fps
+        img = self.bg.image.copy()
+        placed: list[tuple[float, Actor, float, bool]] = []
+        for actor in self.actors:
+            pos = actor.at(t)
+            if pos is not None:
+                placed.append((pos[1], actor, pos[0], pos[2]))
+        placed.sort(key=lambda p: p[0])  # far (higher up) first
+        boxes: list[tuple[int, float, float, float, float]] = []
+        for feet, actor, x, walking in placed:
+            ph = person_height(feet, h)
+            bob = 0.012 * ph * abs(np.sin(2 * np.pi * 1.8 * t)) if walking else 0.0
+            bgr, alpha = self._sprite(actor, round(ph))
+            sh, sw = alpha.shape
+            x1, y1 = round(x - sw / 2), round(feet - bob - sh)
+            _shadow(img, x, feet, sw, 0.18 if spec.night else 0.35)
+            _paste(img, bgr, alpha, x1, y1)
+            boxes.append((actor.track_id, float(x1), float(y1), float(x1 + sw), float(y1 + sh)))
+        dx = dy = 0.0
+        if spec.shake:
+            dx = 1.6 * np.sin(t * 7.1) + self.rng.normal(0, 0.4)
+            dy = 1.2 * np.sin(t * 5.3 + 1.0) + self.rng.normal(0, 0.4)
+            m = np.float32([[1, 0, dx], [0, 1, dy]])
+            img = cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+        if spec.night:
+            img = np.clip(img.astype(np.float32) * self.bg.light + self.bg.glow, 0, 255).astype(np.uint8)
+        if self.rain is not None:
+            off = int(index * h / (spec.fps * 0.6)) % h
+            streaks = self.rain[h - off : 2 * h - off]
+            img = cv2.add(img, cv2.cvtColor(streaks, cv2.COLOR_GRAY2BGR))
+        img = cv2.GaussianBlur(img, (3, 3), 0.8)
+        noisy = img.astype(np.int16) + self.noise[int(self.rng.integers(0, len(self.noise)))]
+        img = np.clip(noisy, 0, 255).astype(np.uint8)
+        _osd(img, spec.osd_start + dt.timedelta(seconds=t), spec.camera_name)
+        truth = []
+        for tid, bx1, by1, bx2, by2 in boxes:
+            bx1, by1, bx2, by2 = bx1 + dx, by1 + dy, bx2 + dx, by2 + dy
+            full = (bx2 - bx1) * (by2 - by1)
+            cx1, cy1, cx2, cy2 = max(bx1, 0.0), max(by1, 0.0), min(bx2, float(w)), min(by2, float(h))
+            if cx1 >= cx2 or cy1 >= cy2:
+                continue
+            visible = (cx2 - cx1) * (cy2 - cy1) / full
+            feet_x, feet_y = (bx1 + bx2) / 2 / w, by2 / h
+            in_zone = point_in_polygon(feet_x, feet_y, self.polygon)
+            truth.append(TruthBox(tid, (cx1, cy1, cx2, cy2), visible, in_zone))
+        return img, truth
+
+
+def _open_encoder(path: Path, spec: SceneSpec) -> tuple[av.container.OutputContainer, av.video.stream.VideoStream]:
+    out = av.open(str(path), "w", format="mp4")
+    stream = out.add_stream("libx264", rate=spec.fps)
+    stream.width, stream.height = spec.size
+    stream.pix_fmt = "yuv420p"
+    stream.codec_context.gop_size = spec.fps  # a keyframe every second: quick start for live viewers
+    stream.codec_context.max_b_frames = 0
+    stream.options = {"preset": "veryfast", "crf": str(spec.crf), "sc_threshold": "0", "profile": "main"}
+    return out, stream
+
+
+def generate_scene(path: Path, spec: SceneSpec) -> SceneTruth:
+    """Write ``path`` (H.264 .mp4) and ``path.with_suffix('.json')`` (ground truth); return the truth."""
+    w, h = spec.size
+    if w % 2 or h % 2:
+        raise HubError(f"scene size must be even for yuv420p, got {w}x{h}")
+    started = time.perf_counter()
+    rng = np.random.default_rng(spec.seed)
+    bg = build_background(spec.layout, spec.size, spec.seed)
+    sprites = sprite_pool(rng, spec.people)
+    actors = plan_episodes(seconds=spec.seconds, presence=spec.presence, geo=bg.geometry, size=spec.size,
+                           sprites=sprites, rng=rng, visit_share=spec.visit_share, dwell_s=spec.dwell_s,
+                           first_entry_s=spec.first_entry_s)
+    renderer = _Renderer(spec, bg, actors, rng)
+    count = round(spec.seconds * spec.fps)
+    frames: list[list[TruthBox]] = []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.mp4")
+    out, stream = _open_encoder(tmp, spec)
+    try:
+        for i in range(count):
+            img, truth = renderer.frame(i)
+            frames.append(truth)
+            vf = av.VideoFrame.from_ndarray(img, format="bgr24").reformat(format="yuv420p")
+            for packet in stream.encode(vf):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    finally:
+        out.close()
+    os.replace(tmp, path)
+    tracks = []
+    for actor in actors:
+        seen = [(i, b.in_zone) for i, boxes in enumerate(frames) for b in boxes if b.track_id == actor.track_id]
+        if not seen:
+            continue
+        tracks.append(TrackTruth(actor.track_id, actor.sprite.name, actor.kind, seen[0][0], seen[-1][0],
+                                 zone_intervals(seen)))
+    truth = SceneTruth(spec.fps, spec.size, bg.geometry.zone_id, list(bg.geometry.zone), frames, tracks)
+    truth.save(path.with_suffix(".json"))
+    log.info("scene %s: %d frames %dx%d in %.1f s (presence %.2f, %d people)", path.name, count, w, h,
+             time.perf_counter() - started, truth.presence_fraction(), len(tracks))
+    return truth
+
+
+def benchmark_scene(path: Path, seconds: float, size: tuple[int, int] = (1280, 720), fps: int = 25,
+                    presence: float = 0.2, night: bool = True, seed: int = 0) -> SceneTruth:
+    """A street camera for throughput benchmarks: 720p25 at night, people present ~20 % of the time."""
+    spec = SceneSpec(seconds=seconds, fps=fps, size=size, layout="parking", presence=presence, night=night,
+                     seed=seed, visit_share=0.3, camera_name="BENCH-STREET")
+    return generate_scene(path, spec)
