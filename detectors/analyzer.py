@@ -155,7 +155,7 @@ class Analyzer:
         try:
             next_tick = loop.time()
             while True:
-                await self.tick(sources, executor)
+                await self._tick(sources, executor)
                 next_tick += period
                 delay = next_tick - loop.time()
                 if delay < 0:  # behind: don't try to catch up, the slots hold the newest frames
@@ -165,7 +165,7 @@ class Analyzer:
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
 
-    async def tick(self, sources: Mapping[str, FrameSource], executor: ThreadPoolExecutor) -> int:
+    async def _tick(self, sources: Mapping[str, FrameSource], executor: ThreadPoolExecutor) -> int:
         """One analysis round; returns the number of frames inferred."""
         self.stats.ticks += 1
         todo: list[tuple[_Camera, Frame]] = []
@@ -232,7 +232,9 @@ class Analyzer:
             return True
         moving = cam.gate.update(frame.image)
         t = frame.captured_at
-        if moving:
+        # The gate's first frame only learns the background: infer it anyway, or someone
+        # already standing still when the stream starts would never be seen.
+        if moving or cam.gate.last.reason == "warmup":
             return True
         live = cam.tracker.live_tracks + (cam.fall_tracker.live_tracks if cam.fall_tracker else 0)
         keepalive = self.cfg.motion.keepalive_s

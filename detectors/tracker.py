@@ -40,6 +40,8 @@ _STD_POS_PROC = 0.25  # random walk of position per second
 _STD_VEL_PROC = 0.5  # random walk of velocity per second
 _STD_VEL_INIT = 1.0  # initial velocity uncertainty (heights per second)
 _UNMATCHED = 1e6
+_NEAR_DIST = 0.75  # centre distance, in units of the track box's sqrt(area)
+_NEAR_SIZE = 1.5  # max ratio of widths and of heights for a distance match
 
 
 def iou_matrix(a: npt.NDArray[np.floating], b: npt.NDArray[np.floating]) -> F64:
@@ -109,6 +111,24 @@ def linear_assignment(cost: F64) -> list[tuple[int, int]]:
     if transposed:
         pairs = [(col, row) for row, col in pairs]
     return sorted(pairs)
+
+
+def _near_cost(dets: npt.NDArray[np.floating], tracks: F64) -> F64:
+    """Cost in (1, 2) for detection/track pairs whose centres are within
+    ``_NEAR_DIST`` × the track's size (√area) and whose widths and heights agree within
+    ``_NEAR_SIZE``; ``_UNMATCHED`` otherwise."""
+    d = np.asarray(dets, np.float64).reshape(-1, 4)
+    dc = (d[:, None, :2] + d[:, None, 2:]) / 2
+    tc = (tracks[None, :, :2] + tracks[None, :, 2:]) / 2
+    twh = np.maximum(tracks[None, :, 2:] - tracks[None, :, :2], 1e-3)
+    dwh = np.maximum(d[:, None, 2:] - d[:, None, :2], 1e-3)
+    scale = np.sqrt(twh[..., 0] * twh[..., 1])
+    dist = np.linalg.norm(dc - tc, axis=2) / scale
+    ratio = dwh / twh
+    similar = np.all((ratio <= _NEAR_SIZE) & (ratio >= 1 / _NEAR_SIZE), axis=2)
+    ok = similar & (dist <= _NEAR_DIST)
+    out: F64 = np.where(ok, 1.0 + dist / _NEAR_DIST * 0.999, _UNMATCHED)
+    return out
 
 
 def _xyxy_to_z(box: npt.NDArray[np.floating]) -> F64:
@@ -268,10 +288,14 @@ class ByteTracker:
             return []
         tboxes = np.stack([self._tracks[ti].xyxy for ti in track_idx])
         iou = iou_matrix(dets.xyxy[det_idx], tboxes)
+        # At low analysis rates a fast walker can move a body width between frames, before
+        # the track has a velocity: besides IoU, accept a near, similar-sized box at a cost
+        # above that of any IoU match.
+        cost = np.minimum(np.where(iou >= self.cfg.match_iou, 1.0 - iou, _UNMATCHED),
+                          _near_cost(dets.xyxy[det_idx], tboxes))
         if self.per_class:
             tcls = np.array([self._tracks[ti].class_id for ti in track_idx])
-            iou = np.where(dets.class_id[det_idx][:, None] == tcls[None, :], iou, 0.0)
-        cost = np.where(iou >= self.cfg.match_iou, 1.0 - iou, _UNMATCHED)
+            cost = np.where(dets.class_id[det_idx][:, None] == tcls[None, :], cost, _UNMATCHED)
         out: list[tuple[int, int]] = []
         for r, c in linear_assignment(cost):
             if cost[r, c] < _UNMATCHED:

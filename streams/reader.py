@@ -18,6 +18,7 @@ import contextlib
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -47,7 +48,20 @@ class StreamStats:
 
 
 class StreamReader:
-    """Reads one camera URL (``rtsp(s)://``, ``http(s)://`` MJPEG, ``file://``) forever."""
+    """Reads one camera URL (``rtsp(s)://``, ``http(s)://`` MJPEG, ``file://``) forever.
+
+    ``width``/``fps``: sampled frames are resized to this width (aspect kept, height even) at
+    this rate of media time. ``transport``: RTSP over ``tcp`` or ``udp``. ``loop``/``realtime``:
+    ``file://`` only (play again at the end / pace to the clip's frame rate).
+    ``on_status(camera_id, online, reason)`` runs on the event loop at each online/offline
+    transition. ``backoff``: reconnect delays (default 0.5 s doubling to 30 s, ±25 % jitter,
+    reset after 30 s healthy). ``auth_retry_s``: wait after a 401. ``open_timeout``: connect +
+    RTSP handshake; ``read_timeout``: longest silence before the stream counts as broken —
+    it also bounds how long a cancelled reader's thread may stay blocked in a read (raise it
+    for cameras slower than ~2 fps). ``decode_threads``: slice threads per decoder.
+    ``skip_loop_filter``: skip H.264 deblocking (~25 % less decode CPU). ``stop_timeout``:
+    how long a cancelled :meth:`run` waits for the thread before returning anyway.
+    """
 
     def __init__(
         self,
@@ -65,6 +79,7 @@ class StreamReader:
         open_timeout: float = 5.0,
         read_timeout: float = 1.0,
         decode_threads: int = 2,
+        skip_loop_filter: bool = False,
         stop_timeout: float = 2.0,
     ) -> None:
         if width < 2 or fps <= 0:
@@ -77,7 +92,7 @@ class StreamReader:
         self.stop_timeout = stop_timeout
         self.spec = SourceSpec(url=url, transport=transport, loop=loop, realtime=realtime,
                                open_timeout=open_timeout, read_timeout=read_timeout,
-                               decode_threads=decode_threads)
+                               decode_threads=decode_threads, skip_loop_filter=skip_loop_filter)
         self.spec.kind  # noqa: B018 - validates the scheme now, not in the thread
         self.backoff = backoff or Backoff()
         self.stats = StreamStats()
@@ -137,16 +152,21 @@ class StreamReader:
         finally:
             self._stop.set()
             if not finished.done():
-                done, _ = await asyncio.wait({finished}, timeout=self.stop_timeout)
-                if not done:
-                    log.warning("%s: decode thread still blocked after %.1f s; it exits when "
-                                "its network call times out", self.camera_id, self.stop_timeout)
+                await asyncio.wait({finished}, timeout=self.stop_timeout)
+            # The future resolves as the thread's last act; give it a moment to be gone for real.
+            for _ in range(100):
+                if not thread.is_alive():
+                    break
+                await asyncio.sleep(0.005)
+            if thread.is_alive():
+                log.warning("%s: decode thread still blocked after %.1f s; it exits when "
+                            "its network call times out", self.camera_id, self.stop_timeout)
 
     def _worker(self, loop: asyncio.AbstractEventLoop, finished: asyncio.Future[None]) -> None:
         try:
             self._read_forever(loop)
         except BaseException:
-            log.exception("%s: stream reader crashed", self.camera_id)
+            log.error("%s: stream reader crashed:\n%s", self.camera_id, self._scrub(traceback.format_exc()))
         finally:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, finished)
@@ -169,8 +189,7 @@ class StreamReader:
             except StreamError as exc:
                 error = exc
             except Exception as exc:  # a bug or an unexpected PyAV error: keep the camera alive
-                error = StreamError(self._scrub(f"{type(exc).__name__}: {exc}"))
-                log.debug("%s: unexpected error in the decode loop", self.camera_id, exc_info=False)
+                error = StreamError(self._scrub(f"unexpected {type(exc).__name__}: {exc}"))
             finally:
                 self.stats.corrupt_packets += session.corrupt_packets
                 session.close()

@@ -48,7 +48,8 @@ def select_providers(wanted: Sequence[str], available: Sequence[str]) -> list[st
     if missing:
         log.warning(
             "onnxruntime: providers %s are not available in this build (available: %s); skipping them",
-            missing, list(available),
+            missing,
+            list(available),
         )
     if not chosen:
         chosen = ["CPUExecutionProvider"]
@@ -112,8 +113,14 @@ class OnnxRuntimeDetector:
         self.max_batch = MAX_BATCH if self._dynamic_batch else 1
         self._cfg = cfg
         self._lock = threading.Lock()
-        log.info("onnxruntime loaded %s (providers %s, input %d, dynamic batch %s, labels %s)",
-                 path, self._session.get_providers(), self._size, self._dynamic_batch, self.labels)
+        log.info(
+            "onnxruntime loaded %s (providers %s, input %d, dynamic batch %s, labels %s)",
+            path,
+            self._session.get_providers(),
+            self._size,
+            self._dynamic_batch,
+            self.labels,
+        )
 
     def infer(self, images: list[Image]) -> list[Detections]:
         if not images:
@@ -126,10 +133,12 @@ class OnnxRuntimeDetector:
                 if self._dynamic_batch:
                     raw = self._session.run(None, {self._input_name: blob})[0]
                 else:
-                    raw = np.concatenate([
-                        self._session.run(None, {self._input_name: blob[i : i + 1]})[0]
-                        for i in range(len(blob))
-                    ])
+                    raw = np.concatenate(
+                        [
+                            self._session.run(None, {self._input_name: blob[i : i + 1]})[0]
+                            for i in range(len(blob))
+                        ]
+                    )
             except Exception as exc:
                 raise DetectorError(f"onnxruntime inference failed: {exc!r}") from exc
         return [

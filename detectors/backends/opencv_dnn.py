@@ -127,8 +127,12 @@ class OpenCvDnnDetector:
             crop = image[y0 : y0 + side, x0 : x0 + side]
             scale_t = size / side
             tile = np.asarray(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA), np.uint8)
-            views.append((tile, _View(index, (x0, y0), (0, 0), (scale_t, scale_t),
-                                      (x0, y0, x0 + side, y0 + side), True)))
+            views.append(
+                (
+                    tile,
+                    _View(index, (x0, y0), (0, 0), (scale_t, scale_t), (x0, y0, x0 + side, y0 + side), True),
+                )
+            )
         return views
 
     # -- inference ---------------------------------------------------------------------------------
@@ -178,8 +182,12 @@ class OpenCvDnnDetector:
             cut.append(_touches_inner_edge(xyxy, view, w, h) if view.is_tile else np.zeros(len(sel), bool))
         if not boxes:
             return Detections(labels=())
-        xyxy, score, cls, edge = (np.concatenate(boxes), np.concatenate(scores),
-                                  np.concatenate(classes), np.concatenate(cut))
+        xyxy, score, cls, edge = (
+            np.concatenate(boxes),
+            np.concatenate(scores),
+            np.concatenate(classes),
+            np.concatenate(cut),
+        )
         if len(views) > 1:
             keep = classwise_nms(xyxy, score, cls, self._cfg.confidence, NMS_IOU)
             xyxy, score, cls, edge = xyxy[keep], score[keep], cls[keep], edge[keep]

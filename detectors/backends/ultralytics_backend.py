@@ -64,8 +64,9 @@ class UltralyticsDetector:
         # .engine / static-shape .onnx files take one image per predict; .pt batches.
         self.max_batch = MAX_BATCH if path.suffix.lower() == ".pt" else 1
         self._lock = threading.Lock()
-        log.info("ultralytics loaded %s (labels %s, imgsz %d, device %s)", path, self.labels, cfg.imgsz,
-                 cfg.device)
+        log.info(
+            "ultralytics loaded %s (labels %s, imgsz %d, device %s)", path, self.labels, cfg.imgsz, cfg.device
+        )
 
     def infer(self, images: list[Image]) -> list[Detections]:
         if not images:
@@ -73,20 +74,26 @@ class UltralyticsDetector:
         with self._lock:
             try:
                 results = self._model.predict(
-                    list(images), imgsz=self._cfg.imgsz, conf=self._cfg.confidence,
-                    device=self._cfg.device, half=self._cfg.half, verbose=False,
+                    list(images),
+                    imgsz=self._cfg.imgsz,
+                    conf=self._cfg.confidence,
+                    device=self._cfg.device,
+                    half=self._cfg.half,
+                    verbose=False,
                 )
             except Exception as exc:
                 raise DetectorError(f"ultralytics inference failed: {exc!r}") from exc
         out: list[Detections] = []
         for result in results:
             boxes = result.boxes
-            out.append(make_detections(
-                boxes.xyxy.cpu().numpy().astype(np.float32),
-                boxes.conf.cpu().numpy().astype(np.float32),
-                boxes.cls.cpu().numpy().astype(np.int64),
-                self.labels,
-            ))
+            out.append(
+                make_detections(
+                    boxes.xyxy.cpu().numpy().astype(np.float32),
+                    boxes.conf.cpu().numpy().astype(np.float32),
+                    boxes.cls.cpu().numpy().astype(np.int64),
+                    self.labels,
+                )
+            )
         return out
 
     def close(self) -> None:

@@ -156,6 +156,7 @@ def _draw_lamps(img: Image, geo: SceneGeometry, w: int, h: int, base: int) -> li
 @dataclass(frozen=True, slots=True)
 class Background:
     image: Image  # day-lit BGR
+    night_image: Image  # the same at night: image * light + glow
     light: FloatImage  # multiplicative night light map (HxWx3), lamps bright, rest dim
     glow: FloatImage  # additive lamp glare (HxWx3)
     geometry: SceneGeometry
@@ -178,7 +179,7 @@ def build_background(layout: Layout, size: tuple[int, int], seed: int) -> Backgr
     vignette = (1.0 - 0.18 * r2)[..., None]
     img = np.clip(img.astype(np.float32) * vignette, 0, 255).astype(np.uint8)
     # night: dim ambient plus a pool of light below each lamp, door light
-    light = np.full((h, w), 0.2, np.float32)
+    light = np.full((h, w), 0.13, np.float32)
     glow = np.zeros((h, w), np.float32)
     for x, y in heads:
         pool = np.exp(-(((xx - x) / (0.16 * w)) ** 2 + ((yy - (y + 0.35 * h)) / (0.3 * h)) ** 2))
@@ -189,4 +190,9 @@ def build_background(layout: Layout, size: tuple[int, int], seed: int) -> Backgr
     tint = np.array([1.08, 0.98, 0.85], np.float32)  # sodium-free, slightly blue night
     light3 = np.clip(light, 0, 1.2)[..., None] * tint
     glow3 = np.repeat(glow[..., None], 3, axis=2) * np.array([0.85, 0.95, 1.0], np.float32)
-    return Background(img, light3.astype(np.float32), glow3.astype(np.float32), geo)
+    light3 = light3.astype(np.float32)
+    glow3 = glow3.astype(np.float32)
+    night = np.clip(img.astype(np.float32) * light3 + glow3, 0, 255).astype(np.uint8)
+    grey = cv2.cvtColor(cv2.cvtColor(night, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    night = cv2.addWeighted(night, 0.35, grey, 0.65, 0.0)  # little colour in the dark
+    return Background(img, night, light3, glow3, geo)

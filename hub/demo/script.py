@@ -104,8 +104,14 @@ def plan_episodes(
         stand = rng.uniform(*dwell_s) if visit else 0.0
         keys = _episode(kind, geo, size, rng, stand)
         dur = keys[-1][0]
-        if total + dur > target and actors:
-            break
+        over = total + dur - target
+        if over > 0:  # shorten the stand to fit; a visitor still stands at least dwell_s[0]
+            cut = min(over, stand - (dwell_s[0] if visit else 0.0))
+            if cut > 0:
+                keys = [keys[0], keys[1], (keys[2][0] - cut, *keys[2][1:]), (keys[3][0] - cut, *keys[3][1:])]
+                dur -= cut
+            if total + dur - target > dur / 2 and actors:
+                break
         actors.append(Actor(len(actors) + 1, sprites[len(actors) % len(sprites)], kind, keys))
         total += dur
         if total >= target:

@@ -9,6 +9,7 @@ first second, then rotated 90° (lying) — the shipped YOLOv8s fall model
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -148,7 +149,7 @@ def _floor(h: int, w: int) -> Image:
     yy, xx = np.mgrid[0:h, 0:w]
     floor = np.full((h, w, 3), (150, 160, 170), np.uint8)
     floor[((xx // 80 + yy // 80) % 2) == 0] = (130, 140, 150)
-    return cv2.GaussianBlur(floor, (5, 5), 0)
+    return np.asarray(cv2.GaussianBlur(floor, (5, 5), 0), np.uint8)
 
 
 def scene(lying: bool, dx: int = 0) -> Image:
@@ -169,10 +170,10 @@ def scene(lying: bool, dx: int = 0) -> Image:
 
 
 @pytest.fixture(scope="module")
-def fall_backend() -> DetectorBackend:
+def fall_backend() -> Iterator[DetectorBackend]:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     backend = load_backend(UltralyticsBackend(model=fall_model_pt(), imgsz=320, confidence=0.25))
-    yield backend  # type: ignore[misc]
+    yield backend
     backend.close()
 
 

@@ -154,3 +154,22 @@ def test_linear_assignment_is_optimal(n: int, m: int, data: st.DataObject) -> No
         for cols in itertools.permutations(range(m), k)
     )
     assert abs(sum(cost[r, c] for r, c in pairs) - best) < 1e-6
+
+
+def test_fast_walker_at_low_frame_rate_keeps_one_track() -> None:
+    # 55 px per analysed frame with a 65 px wide box: consecutive boxes barely overlap
+    # (IoU ≈ 0.08 < match_iou) until the filter has learnt the velocity.
+    tracker = ByteTracker(TrackerConfig())
+    ids: list[int] = []
+    for i in range(10):
+        out = tracker.update(dets([person_at(10 + 55 * i, 150, w=65, h=185)]), i * 0.2)
+        ids += [int(v) for v in out.tracker_id]
+    assert ids == [1] * 9
+
+
+def test_a_far_away_box_is_a_different_object() -> None:
+    tracker = ByteTracker(TrackerConfig(min_hits=1))
+    first = tracker.update(dets([person_at(10, 150)]), 0.0)
+    second = tracker.update(dets([person_at(300, 150)]), 0.2)
+    assert first.tracker_id.tolist() == [1]
+    assert second.tracker_id.tolist() == [2]
