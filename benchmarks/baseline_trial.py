@@ -38,7 +38,7 @@ class BaselineSpec:
     urls: list[str]
     model: str  # the .pt file
     imgsz: int = 320
-    conf: float = 0.35
+    conf: float = 0.25  # same confidence threshold as the hub side
     vid_stride: int = 5
     warmup_s: float = 8.0
     duration_s: float = 30.0

@@ -69,6 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--database-url", default=os.environ.get("HUB_DATABASE_URL", DEFAULT_DB),
                    help="PostgreSQL for the alerts path (a temporary schema is created and dropped).")
     p.add_argument("--no-alerts", action="store_true", help="Skip the alerts path (latency to rule hit).")
+    p.add_argument("--all-steps", action="store_true",
+                   help="Hub: try every step even after a failure (shows how the costs scale).")
     p.add_argument("--skip-baseline", action="store_true")
     p.add_argument("--skip-hub", action="store_true")
     p.add_argument("--no-docs", action="store_true", help="Don't rewrite docs/performance.md.")
@@ -145,7 +147,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "warmup_s": 5.0 if args.quick else 8.0}
             return run_child("benchmarks.baseline_trial", spec, server_pid=server.pid, timeout_s=timeout)
 
-        hub = Search(hub_steps, hub_trial, hub_verdict, max_refine=0 if args.quick else 2)
+        hub = Search(hub_steps, hub_trial, hub_verdict, max_refine=0 if args.quick or args.all_steps else 2,
+                     all_steps=args.all_steps)
         hub_best = 0 if args.skip_hub else hub.run()
         base = Search(base_steps, baseline_trial, baseline_verdict, max_refine=0 if args.quick else 1)
         base_best = 0 if args.skip_baseline else base.run()

@@ -38,6 +38,7 @@ from hub.config import (
     DetectSection,
     MotionConfig,
     OnnxRuntimeBackend,
+    TrackerConfig,
     UltralyticsBackend,
     ZoneConfig,
 )
@@ -68,6 +69,8 @@ class HubTrialSpec:
     duration_s: float = 30.0
     database_url: str | None = None  # None: no alerts path; latency proxy = rule hit published
     zone_cooldown_s: float = 5.0
+    confidence: float = 0.25  # the fall model scores people in these night scenes at ~0.3-0.5
+    track_high: float = 0.3  # ByteTrack first-association threshold (default 0.5 never starts tracks here)
     ort_threads: int = 1  # onnxruntime intra-op threads (0 = its default: one spinning thread per core)
 
 
@@ -103,11 +106,13 @@ class _LatencyHistogram:
 def _config(spec: HubTrialSpec) -> tuple[DetectSection, list[CameraConfig]]:
     backend: OnnxRuntimeBackend | UltralyticsBackend
     if spec.backend == "onnxruntime":
-        backend = OnnxRuntimeBackend(model=Path(spec.model), imgsz=spec.imgsz, intra_threads=spec.ort_threads)
+        backend = OnnxRuntimeBackend(model=Path(spec.model), imgsz=spec.imgsz, confidence=spec.confidence,
+                                     intra_threads=spec.ort_threads)
     else:
-        backend = UltralyticsBackend(model=Path(spec.model), imgsz=spec.imgsz)
+        backend = UltralyticsBackend(model=Path(spec.model), imgsz=spec.imgsz, confidence=spec.confidence)
     detect = DetectSection(fps=spec.fps, width=spec.width, backend=backend, labels=FALL_LABELS,
-                           motion=MotionConfig(enabled=spec.motion), batch=BatchConfig(max_size=spec.batch))
+                           motion=MotionConfig(enabled=spec.motion), batch=BatchConfig(max_size=spec.batch),
+                           tracker=TrackerConfig(high_threshold=spec.track_high))
     whole = [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)]
     cameras = [
         CameraConfig(id=f"cam{i + 1:02d}", url=url, zones=[

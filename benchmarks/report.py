@@ -115,7 +115,11 @@ def where_time_goes(results: dict[int, dict[str, Any]], best: int) -> list[str]:
     """CPU split of the largest passing trial and of the first failing one."""
     lines: list[str] = []
     failing = [n for n in sorted(results) if n > best and "error" not in results[n]]
-    for n in ([best] if best in results else []) + failing[:1]:
+    show = ([best] if best in results else []) + failing[:1]
+    ok_runs = [n for n in results if "threads" in results[n]]
+    if ok_runs and max(ok_runs) not in show:
+        show.append(max(ok_runs))
+    for n in show:
         r = results[n]
         if "threads" not in r:
             continue
@@ -129,6 +133,9 @@ def where_time_goes(results: dict[int, dict[str, Any]], best: int) -> list[str]:
             f"inference {r['frames_inferred'] / w:.1f} frames/s in {r['infer_calls'] / w:.1f} calls/s, "
             f"{r['infer_ms_per_call'] or 0:.0f} ms/call, busy {r['infer_busy']:.0%} of wall time; "
             f"event-loop lag p95 {_ms(lag)} ms.")
+        per_cam = r["cpu_cores"] / max(1, r["cameras"])
+        lines.append(f"  - CPU per camera at this load: {per_cam:.3f} cores → 2 cores would fit about "
+                     f"{2 / per_cam:.0f} such cameras if CPU were the only limit (an extrapolation).")
         split = ", ".join(f"{name}: {cores:.2f}" for name, cores in r["threads"].items() if cores >= 0.005)
         lines.append(f"  - cores by thread: {split}")
     return lines

@@ -81,6 +81,7 @@ class Search:
     trial: Callable[[int], dict[str, Any]]
     verdict: Callable[[dict[str, Any]], Verdict]
     max_refine: int = 2  # bisection trials after the first failure
+    all_steps: bool = False  # keep stepping after a failure (to see how costs scale)
     results: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def _run(self, n: int) -> bool:
@@ -105,9 +106,13 @@ class Search:
         for n in self.steps:
             if self._run(n):
                 best = n
+            elif self.all_steps:
+                failed = n if failed is None else failed
             else:
                 failed = n
                 break
+        if self.all_steps:
+            return best
         for _ in range(self.max_refine):
             if failed is None or failed - best <= 1:
                 break

@@ -232,9 +232,10 @@ class Analyzer:
             return True
         moving = cam.gate.update(frame.image)
         t = frame.captured_at
-        # The gate's first frame only learns the background: infer it anyway, or someone
-        # already standing still when the stream starts would never be seen.
-        if moving or cam.gate.last.reason == "warmup":
+        # The gate's first frame, and a scene-wide change (lights, IR switch), only (re)learn
+        # the background: infer them anyway, or someone standing still in the scene at that
+        # moment would be absorbed into the background and never seen.
+        if moving or cam.gate.last.reason in ("warmup", "global-change"):
             return True
         live = cam.tracker.live_tracks + (cam.fall_tracker.live_tracks if cam.fall_tracker else 0)
         keepalive = self.cfg.motion.keepalive_s

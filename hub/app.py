@@ -117,6 +117,7 @@ class Hub:
             tasks["analyzer"] = lambda: analyzer.run(readers)
             tasks["alerts"] = engine.run
             tasks["devices-status"] = self._track_devices
+            tasks["reader-metrics"] = lambda: self._sync_reader_metrics(readers)
             if mqtt is not None:
                 from adapters.mqtt_devices import DeviceHub
 
@@ -181,6 +182,20 @@ class Hub:
                 if isinstance(data, dict):
                     self.state.device_update(data)
 
+    async def _sync_reader_metrics(self, readers: dict[str, Any], period_s: float = 1.0) -> None:
+        """Mirror the readers' thread-side counters into Prometheus counters."""
+        seen: dict[tuple[str, str], int] = {}
+        while True:
+            for cid, reader in readers.items():
+                for name, counter in (("decoded", self.metrics.frames_decoded),
+                                      ("dropped", self.metrics.frames_dropped)):
+                    value = int(getattr(reader.stats, name))
+                    delta = value - seen.get((cid, name), 0)
+                    if delta > 0:
+                        counter.labels(cid).inc(delta)
+                    seen[(cid, name)] = value
+            await asyncio.sleep(period_s)
+
     # ----------------------------------------------------------------- pieces
     async def _start_database(self, stack: contextlib.AsyncExitStack, state_dir: Path) -> Any:
         from hub.storage import Database
@@ -195,7 +210,8 @@ class Hub:
         else:
             self.components["database"] = "external"
         db = await stack.enter_async_context(
-            Database(url, pool_size=self.cfg.database.pool_size, timescaledb=self.cfg.database.timescaledb)
+            Database(url, pool_size=self.cfg.database.pool_size, timescaledb=self.cfg.database.timescaledb,
+                     metrics=self.metrics)
         )
         await db.migrate()
         self.components["timescaledb"] = "ok" if db.timescale else "absent"

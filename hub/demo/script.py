@@ -121,7 +121,7 @@ def plan_episodes(
     if remainder > 0 and actors:
         extra = remainder / len(actors)
         for actor in actors:
-            t0, t1, t2, t3 = (k[0] for k in actor.keys)
+            t2, t3 = actor.keys[2][0], actor.keys[3][0]
             actor.keys = [actor.keys[0], actor.keys[1], (t2 + extra, *actor.keys[2][1:]),
                           (t3 + extra, *actor.keys[3][1:])]
         total = target

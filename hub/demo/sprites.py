@@ -22,9 +22,20 @@ from hub.errors import HubError
 Image = npt.NDArray[np.uint8]
 Alpha = npt.NDArray[np.float32]
 
+
+def u8(a: object) -> Image:
+    """An OpenCV result as a typed uint8 array (no copy when it already is one)."""
+    return np.asarray(a, dtype=np.uint8)
+
+
+def f32(a: object) -> Alpha:
+    """An OpenCV result as a typed float32 array (no copy when it already is one)."""
+    return np.asarray(a, dtype=np.float32)
+
 # Person boxes (x1, y1, x2, y2) in bus.jpg (810×1080), from SSD-MobileNet-v2 on the photo,
 # and skeleton strokes (polylines) that are certainly the person.
-_BUS_PEOPLE: dict[str, tuple[tuple[int, int, int, int], list[list[tuple[int, int]]], list[tuple[int, int, int, int]]]] = {
+Box = tuple[int, int, int, int]
+_BUS_PEOPLE: dict[str, tuple[Box, list[list[tuple[int, int]]], list[Box]]] = {
     "coat": (
         (53, 394, 228, 898),
         [[(128, 429), (133, 574), (128, 694)], [(128, 694), (108, 714), (78, 874), (78, 889)],
@@ -52,15 +63,15 @@ class Sprite:
     def aspect(self) -> float:
         """Width / height."""
         h, w = self.alpha.shape
-        return w / h
+        return float(w / h)
 
     def render(self, height: int) -> tuple[Image, Alpha]:
         """Pixels and alpha scaled to ``height`` pixels tall (width keeps the aspect)."""
         height = max(8, height)
         width = max(3, round(height * self.aspect))
         interp = cv2.INTER_AREA if height < self.alpha.shape[0] else cv2.INTER_LINEAR
-        bgr: Image = cv2.resize(self.bgr, (width, height), interpolation=interp)
-        alpha: Alpha = cv2.resize(self.alpha, (width, height), interpolation=interp)
+        bgr = u8(cv2.resize(self.bgr, (width, height), interpolation=interp))
+        alpha = f32(cv2.resize(self.alpha, (width, height), interpolation=interp))
         return bgr, alpha
 
 
@@ -91,16 +102,16 @@ def _cut(image: Image, box: tuple[int, int, int, int], strokes: list[list[tuple[
         cv2.ellipse(mask, (cx - rx1, cy - ry1), (ax, ay), 0, 0, 360, cv2.GC_FGD, -1)
     bgd = np.zeros((1, 65), np.float64)
     fgd = np.zeros((1, 65), np.float64)
-    cv2.grabCut(roi, mask, None, bgd, fgd, 5, cv2.GC_INIT_WITH_MASK)
+    cv2.grabCut(roi, mask, None, bgd, fgd, 5, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]
     fg = np.where((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD), 255, 0).astype(np.uint8)
-    fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+    fg = u8(cv2.morphologyEx(fg, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(fg)
     if count > 1:
         biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
         fg = np.where(labels == biggest, 255, 0).astype(np.uint8)
     ys, xs = np.nonzero(fg)
     ty1, ty2, tx1, tx2 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
-    alpha = cv2.GaussianBlur(fg.astype(np.float32) / 255.0, (5, 5), 1.2)
+    alpha = f32(cv2.GaussianBlur(fg.astype(np.float32) / 255.0, (5, 5), 1.2))
     return np.ascontiguousarray(roi[ty1:ty2, tx1:tx2]), np.ascontiguousarray(alpha[ty1:ty2, tx1:tx2])
 
 
@@ -108,9 +119,10 @@ def _cut(image: Image, box: tuple[int, int, int, int], strokes: list[list[tuple[
 def base_sprites() -> tuple[Sprite, ...]:
     """The cut-outs from bus.jpg (computed once per process, ~3 s)."""
     path = asset_path("ultralytics", "assets", "bus.jpg")
-    image = cv2.imread(str(path))
-    if image is None:
+    raw = cv2.imread(str(path))
+    if raw is None:
         raise HubError(f"could not read {path}")
+    image = u8(raw)
     out = []
     for name, (box, strokes, heads) in _BUS_PEOPLE.items():
         bgr, alpha = _cut(image, box, strokes, heads)
@@ -129,7 +141,7 @@ def variant(sprite: Sprite, *, mirror: bool, hue_shift: int, gain: float) -> Spr
     skin = (hsv[..., 0] <= 25) & (hsv[..., 1] > 40) & (hsv[..., 1] < 170) & (hsv[..., 2] > 90)
     hsv[..., 0] = np.where(skin, hsv[..., 0], (hsv[..., 0] + hue_shift) % 180)
     hsv[..., 2] = np.clip(hsv[..., 2] * gain, 0, 255)
-    out: Image = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR)
+    out = u8(cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR))
     name = f"{sprite.name}{'_m' if mirror else ''}_h{hue_shift}_g{gain:.2f}"
     return Sprite(name, out, np.ascontiguousarray(alpha))
 

@@ -70,7 +70,8 @@ class SceneTruth:
 
     def zone_intervals_s(self) -> list[tuple[int, float, float]]:
         """(track_id, enter_s, leave_s) for every stay in the zone, sorted by entry."""
-        out = [(t.track_id, a / self.fps, (b + 1) / self.fps) for t in self.tracks for a, b in t.zone_intervals]
+        out = [(t.track_id, a / self.fps, (b + 1) / self.fps)
+               for t in self.tracks for a, b in t.zone_intervals]
         return sorted(out, key=lambda r: r[1])
 
     def expected_intrusions(self, min_dwell_s: float) -> list[tuple[int, float]]:
@@ -90,7 +91,8 @@ class SceneTruth:
             ],
             # per frame: [track_id, x1, y1, x2, y2, visible, in_zone]
             "frames": [
-                [[b.track_id, *(round(v, 1) for v in b.box), round(b.visible, 3), int(b.in_zone)] for b in boxes]
+                [[b.track_id, *(round(v, 1) for v in b.box), round(b.visible, 3), int(b.in_zone)]
+                 for b in boxes]
                 for boxes in self.frames
             ],
         }
@@ -98,8 +100,8 @@ class SceneTruth:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SceneTruth:
         frames = [
-            [TruthBox(int(r[0]), (float(r[1]), float(r[2]), float(r[3]), float(r[4])), float(r[5]), bool(r[6]))
-             for r in boxes]
+            [TruthBox(int(r[0]), (float(r[1]), float(r[2]), float(r[3]), float(r[4])), float(r[5]),
+                      bool(r[6])) for r in boxes]
             for boxes in data["frames"]
         ]
         tracks = [

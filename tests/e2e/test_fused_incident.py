@@ -90,6 +90,15 @@ demo:
 """
 
 
+def _parse_metrics(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
 @contextlib.asynccontextmanager
 async def running(hub: Hub) -> AsyncIterator[Hub]:
     task = asyncio.create_task(hub.run(), name="hub")
@@ -160,7 +169,14 @@ async def test_person_in_zone_and_forced_door_make_one_incident(
 
         async with http.get(f"{base}/api/incidents") as resp:
             listed = await resp.json()
+        async with http.get(f"{base}/metrics") as resp:
+            metrics = _parse_metrics(await resp.text())
         await ws.close()
+
+    assert metrics['hub_frames_decoded_total{camera="cam-door"}'] > 50
+    assert metrics['hub_frames_analysed_total{camera="cam-door"}'] > 5
+    assert sum(v for k, v in metrics.items() if k.startswith("hub_incidents_total{")) == 1, metrics
+    assert metrics["hub_capture_to_incident_seconds_count"] >= 1
 
     assert [i["id"] for i in listed] == [fused["id"]], listed
     with psycopg.connect(pg_url) as conn:
