@@ -12,6 +12,7 @@ install: $(STAMP)
 
 ## Start the demo hub: embedded PostgreSQL + MQTT broker, demo cameras and sensors.
 demo: $(STAMP)
+	YOLO_OFFLINE=1 $(VENV)/bin/hub demo prepare -c config/demo.yaml
 	YOLO_OFFLINE=1 $(VENV)/bin/hub run -c config/demo.yaml
 
 ## Run the whole test suite (installs the environment and the test peers first).

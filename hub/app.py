@@ -38,6 +38,26 @@ def progress(message: str) -> None:
     log.info("%s", message)
 
 
+def resolve_cameras(cameras: list[CameraConfig], state_dir: Path) -> list[CameraConfig]:
+    """Turn ``demo://<clip>`` URLs into generated clips under the state dir (made once, cached)."""
+    if not any(c.url.startswith("demo://") for c in cameras):
+        return list(cameras)
+    from hub.demo.media import ensure_demo_media
+
+    progress("preparing demo footage (the first start generates the clips)")
+    media = ensure_demo_media(state_dir / "media", progress=progress)
+    out = []
+    for cam in cameras:
+        if not cam.url.startswith("demo://"):
+            out.append(cam)
+            continue
+        clip = cam.url.removeprefix("demo://")
+        if clip not in media:
+            raise HubError(f"camera {cam.id}: unknown demo clip {clip!r}; available: {sorted(media)}")
+        out.append(cam.model_copy(update={"url": media[clip].resolve().as_uri(), "loop": True}))
+    return out
+
+
 class Hub:
     def __init__(self, cfg: HubConfig, *, config_path: Path | None = None) -> None:
         self.cfg = cfg
@@ -77,7 +97,7 @@ class Hub:
         async with contextlib.AsyncExitStack() as stack:
             db = await self._start_database(stack, state_dir)
             mqtt = await self._start_mqtt(stack)
-            cameras = await asyncio.to_thread(self._resolve_cameras, state_dir)
+            cameras = await asyncio.to_thread(resolve_cameras, self.cfg.cameras, state_dir)
             backend, fall_backend = await self._load_backends()
             stack.callback(backend.close)
             if fall_backend is not None:
@@ -121,8 +141,9 @@ class Hub:
             if mqtt is not None:
                 from adapters.mqtt_devices import DeviceHub
 
-                tasks["devices"] = DeviceHub(self.cfg.devices, self.bus, mqtt, metrics=self.metrics,
-                                             held_open_s=self.cfg.alerts.held_open_s).run
+                device_hub = DeviceHub(self.cfg.devices, self.bus, mqtt, metrics=self.metrics,
+                                       held_open_s=self.cfg.alerts.held_open_s)
+                tasks["devices"] = device_hub.run
                 tasks["mqtt-out"] = IncidentPublisher(self.bus, mqtt, self.cfg.mqtt.topic_prefix).run
                 if self.cfg.demo.sensors and self.cfg.devices:
                     from adapters.mqtt_client import MqttClient
@@ -132,8 +153,14 @@ class Hub:
                     sim_id = f"{self.cfg.mqtt.client_id}-demo-sensors"
                     sim_client = MqttClient(self.mqtt_url, sim_id, clean_session=True)
                     sim = await stack.enter_async_context(sim_client)
-                    tasks["demo-sensors"] = DemoSensors(
-                        self.cfg.devices, sim, self.cfg.demo.sensor_interval_s).run
+                    sensors = DemoSensors(self.cfg.devices, sim, self.cfg.demo.sensor_interval_s)
+
+                    async def simulate() -> None:
+                        # Like devices that were there before the hub: start once it listens.
+                        await device_hub.ready.wait()
+                        await sensors.run()
+
+                    tasks["demo-sensors"] = simulate
 
             from hub.view import RuntimeView
 
@@ -214,12 +241,7 @@ class Hub:
                      metrics=self.metrics)
         )
         await db.migrate()
-        self.components["timescaledb"] = "ok" if db.timescale else "absent"
-        if not db.timescale:
-            self.components["timescaledb"] = "ok"  # plain PostgreSQL is a supported mode, not degraded
-            self.components["storage_mode"] = "postgresql"
-        else:
-            self.components["storage_mode"] = "timescaledb"
+        self.components["storage_mode"] = "timescaledb" if db.timescale else "postgresql"
         log.info("database ready (%s, %s)", redact_url(url), self.components["storage_mode"])
         return db
 
@@ -241,25 +263,6 @@ class Hub:
         self.mqtt_url = url
         log.info("MQTT broker %s", redact_url(url))
         return client
-
-    def _resolve_cameras(self, state_dir: Path) -> list[CameraConfig]:
-        """Turn ``demo://<clip>`` URLs into generated clips under the state dir."""
-        if not any(c.url.startswith("demo://") for c in self.cfg.cameras):
-            return list(self.cfg.cameras)
-        from hub.demo.scenes import ensure_demo_media
-
-        progress("preparing demo footage (first start generates the clips)")
-        media = ensure_demo_media(state_dir / "media", progress=progress)
-        out = []
-        for cam in self.cfg.cameras:
-            if not cam.url.startswith("demo://"):
-                out.append(cam)
-                continue
-            clip = cam.url.removeprefix("demo://")
-            if clip not in media:
-                raise HubError(f"camera {cam.id}: unknown demo clip {clip!r}; available: {sorted(media)}")
-            out.append(cam.model_copy(update={"url": media[clip].resolve().as_uri(), "loop": True}))
-        return out
 
     async def _load_backends(self) -> tuple[Any, Any]:
         from detectors.backends import load_backend

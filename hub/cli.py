@@ -31,6 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-c", "--config", required=True, type=Path, help="YAML config file")
     run.add_argument("--log-level", default=None, help="override hub.log_level (DEBUG, INFO, ...)")
 
+    demo = sub.add_parser("demo", help="demo tools")
+    demo_sub = demo.add_subparsers(dest="demo_command", required=True, metavar="SUBCOMMAND")
+    prep = demo_sub.add_parser("prepare", help="generate the demo footage a config's demo:// cameras use")
+    prep.add_argument("-c", "--config", required=True, type=Path, help="YAML config file")
+
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
     check = cfg_sub.add_parser("check", help="validate a config file; errors name file, line and field")
@@ -84,8 +89,31 @@ def _run(path: Path, log_level: str | None) -> int:
     return 0
 
 
+def _demo_prepare(path: Path) -> int:
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(cfg.hub.log_level)
+    from hub.app import resolve_cameras
+
+    try:
+        state_dir = cfg.hub.state_dir.resolve()
+        state_dir.mkdir(parents=True, exist_ok=True)
+        cams = resolve_cameras(cfg.cameras, state_dir)
+    except HubError as exc:
+        log.error("%s", exc)
+        return 1
+    print(f"demo footage ready for {sum(1 for c in cfg.cameras if c.url.startswith('demo://'))} of "
+          f"{len(cams)} cameras in {state_dir / 'media'}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "demo":
+        return _demo_prepare(args.config)
     if args.command == "config":
         return _config_check(args.file)
     if args.command == "run":

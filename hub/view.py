@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from streams.reader import StreamReader
 
 
+#: Component states that count as healthy ("embedded"/"external" say where a service runs;
+#: "postgresql"/"timescaledb" say which storage mode is active — both are supported modes).
+HEALTHY = frozenset({"ok", "embedded", "external", "postgresql", "timescaledb"})
+
+
 class RuntimeView:
     def __init__(  # noqa: PLR0917 - one constructor wiring the runtime's parts
         self,
@@ -48,7 +53,7 @@ class RuntimeView:
         online = sum(1 for c in self.state.cameras.values() if c.online)
         enabled = sum(1 for c in self.state.cameras.values() if c.cfg.enabled)
         comps["cameras"] = {"online": online, "total": enabled}
-        degraded = any(v not in ("ok", "embedded", "external") for v in self.components.values())
+        degraded = any(v not in HEALTHY for v in self.components.values())
         degraded = degraded or online < enabled
         return {"status": "degraded" if degraded else "ok", "components": comps}
 

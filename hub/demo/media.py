@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
@@ -21,6 +23,7 @@ import av
 
 from hub.demo.scenes import PRESET, SceneSpec, generate_scene
 from hub.demo.sprites import asset_path
+from hub.demo.truth import SceneTruth
 from hub.errors import HubError
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,15 @@ def reencode_bikes(path: Path, repeat: int = 1) -> Path:
     return path
 
 
+def _workers() -> int:
+    return max(1, min(len(DEMO_SCENES), os.cpu_count() or 1))
+
+
+def _generate(path: Path, spec: SceneSpec) -> tuple[SceneTruth, float]:
+    t0 = time.perf_counter()
+    return generate_scene(path, spec), time.perf_counter() - t0
+
+
 def read_manifest(media_dir: Path) -> dict[str, Any] | None:
     """The manifest if it exists and matches this code's version stamp."""
     try:
@@ -100,18 +112,22 @@ def ensure_demo_media(media_dir: Path, progress: Callable[[str], None] | None = 
     clips: dict[str, dict[str, Any]] = {}
     total = len(DEMO_SCENES) + 1
     started = time.perf_counter()
-    for i, (name, spec) in enumerate(DEMO_SCENES.items(), start=1):
-        w, h = spec.size
-        say(f"demo media: generating {name} ({i}/{total}, {spec.seconds:.0f} s of {w}x{h})")
-        t0 = time.perf_counter()
-        truth = generate_scene(media_dir / f"{name}.mp4", spec)
-        clips[name] = {
-            "file": f"{name}.mp4", "truth": f"{name}.json", "seconds": spec.seconds, "fps": spec.fps,
-            "size": list(spec.size), "night": spec.night, "zone_id": truth.zone_id,
-            "zone": [list(p) for p in truth.zone],
-            "zone_visits_s": [[tid, round(a, 2), round(b, 2)] for tid, a, b in truth.zone_intervals_s()],
-            "generated_s": round(time.perf_counter() - t0, 1),
-        }
+    say(f"demo media: generating {len(DEMO_SCENES)} scenes in {_workers()} processes (first start only)")
+    with ProcessPoolExecutor(_workers(), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_generate, media_dir / f"{name}.mp4", spec): name
+                   for name, spec in DEMO_SCENES.items()}
+        for done, future in enumerate(as_completed(futures), start=1):
+            name = futures[future]
+            spec = DEMO_SCENES[name]
+            truth, took = future.result()
+            say(f"demo media: {name} ready ({done}/{total}, {spec.seconds:.0f} s clip in {took:.0f} s)")
+            clips[name] = {
+                "file": f"{name}.mp4", "truth": f"{name}.json", "seconds": spec.seconds, "fps": spec.fps,
+                "size": list(spec.size), "night": spec.night, "zone_id": truth.zone_id,
+                "zone": [list(p) for p in truth.zone],
+                "zone_visits_s": [[tid, round(a, 2), round(b, 2)] for tid, a, b in truth.zone_intervals_s()],
+                "generated_s": round(took, 1),
+            }
     say(f"demo media: re-encoding {BIKES} ({total}/{total}, real footage)")
     t0 = time.perf_counter()
     try:
