@@ -1,13 +1,23 @@
 """The analysis loop: frames from many cameras → one batched detector call → tracks → rule hits.
 
-Every tick (``detect.fps``) the analyzer takes each camera's newest frame (a
-latest-frame slot: when inference falls behind, newer frames replace older ones
-and the gap is counted as ``skipped``, so there is never a backlog), runs the
-camera's motion gate, and sends the frames worth analysing to the backend in
-batches of at most ``min(detect.batch.max_size, backend.max_batch)`` in worker
-threads (``detect.threads``), never on the event loop. A camera without motion
-is skipped unless it still has live tracks and ``motion.keepalive_s`` passed since
-its last inference (people standing still). Results go through the camera's
+The analyzer is event-driven: sources that offer ``add_frame_listener`` (a
+:class:`~streams.reader.StreamReader` does) wake it when a new frame lands in their
+latest-frame slot; other sources are polled at twice ``detect.fps`` (at least 20 Hz).
+A new frame is taken at once and run through the camera's motion gate on the loop.
+Frames worth analysing queue for the backend; a batch of at most
+``min(detect.batch.max_size, backend.max_batch)`` frames goes to a worker thread
+(``detect.threads`` of them, never the event loop) when it is full, when
+``batch.max_wait_ms`` passed since its first frame queued, or when every camera is
+already queued or in flight. While a camera's frame waits for or is in inference, its
+newer frames stay in its source's slot (when inference falls behind, newer frames
+replace older ones and the gap is counted as ``skipped``, so there is never a
+backlog). A camera without motion is skipped unless it still has live tracks and
+``motion.keepalive_s`` passed since its last inference (people standing still).
+
+Idle cameras: when ``motion.idle_keyframes`` is on and a source offers ``set_idle``,
+a camera without motion and without live tracks for ``motion.idle_after_s`` is told
+to decode key frames only (about one frame per GOP still arrives and is gated);
+motion on such a frame, or a live track, switches it back to every frame. Results go through the camera's
 :class:`~detectors.tracker.ByteTracker`, its zone rules and fall rules, and are
 published on the bus: a :class:`CameraResult` on ``detections`` for every analysed
 frame and each :class:`~hub.events.RuleHit` on ``rule_hit``.
@@ -18,9 +28,10 @@ Times given to trackers and rules are the frames' ``captured_at``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -42,7 +53,7 @@ from streams.frame import Frame
 
 log = logging.getLogger(__name__)
 
-_POLL_S = 0.005
+_MAX_POLL_S = 0.05  # sources without add_frame_listener: polled at >= 2x fps and >= 20 Hz
 _ERROR_LOG_EVERY_S = 30.0
 
 
@@ -50,6 +61,18 @@ class FrameSource(Protocol):
     """Anything with a latest-frame slot (``streams.reader.StreamReader`` is one)."""
 
     def latest(self) -> Frame | None: ...
+
+
+class NotifyingFrameSource(FrameSource, Protocol):
+    """Optional: a source that calls back (from any thread) when a new frame is in its slot."""
+
+    def add_frame_listener(self, callback: Callable[[], None]) -> Callable[[], None]: ...
+
+
+class IdleFrameSource(FrameSource, Protocol):
+    """Optional: a source that can decode key frames only while its camera is quiet."""
+
+    def set_idle(self, idle: bool) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +94,15 @@ class CameraStats:
     inferred: int = 0
     hits: int = 0
     skipped: int = 0  # frames overwritten in the source before the analyzer took them
+    idle: bool = False  # the camera currently decodes key frames only
+    idle_entered: int = 0  # times the camera was switched to key frames only
+    idle_left: int = 0  # times motion or a track switched it back
 
 
 @dataclass(slots=True)
 class AnalyzerStats:
     cameras: dict[str, CameraStats] = field(default_factory=dict)
-    ticks: int = 0
+    ticks: int = 0  # wake-ups (frame arrivals, polls, finished inference calls)
     infer_calls: int = 0
     frames_inferred: int = 0
     infer_seconds: float = 0.0
@@ -101,6 +127,10 @@ class _Camera:
     fall_tracker: ByteTracker | None
     last_seq: int | None = None
     last_infer_t: float | None = None
+    busy: bool = False  # a frame of this camera is queued for or in inference
+    idle: bool = False
+    last_active_t: float | None = None  # capture time of the last motion / live track
+    set_idle: Callable[[bool], None] | None = None
     frame_size: tuple[int, int] | None = None
     zone_rules: list[ZoneRule] = field(default_factory=list)
     fall_rules: list[FallRule] = field(default_factory=list)
@@ -147,61 +177,94 @@ class Analyzer:
     async def run(self, sources: Mapping[str, FrameSource]) -> None:
         """Analyse until cancelled. Cancelling returns promptly (a running infer call
         finishes in its thread; its result is discarded)."""
-        period = 1.0 / self.cfg.fps
         loop = asyncio.get_running_loop()
         executor = ThreadPoolExecutor(self.cfg.threads, thread_name_prefix="infer")
-        log.info("analyzer: %d cameras, backend %s, batch ≤ %d, %.1f fps", len(sources),
+        wake = asyncio.Event()
+
+        def notify() -> None:  # any thread (a reader's decode thread)
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                loop.call_soon_threadsafe(wake.set)
+
+        removers: list[Callable[[], None]] = []
+        polled = 0
+        idle_ok = self.cfg.motion.enabled and self.cfg.motion.idle_keyframes
+        for cam_id, source in sources.items():
+            cam = self._camera(cam_id)
+            setter = getattr(source, "set_idle", None)
+            cam.set_idle = setter if idle_ok and callable(setter) else None
+            add = getattr(source, "add_frame_listener", None)
+            if callable(add):
+                removers.append(add(notify))
+            else:
+                polled += 1
+        poll_s = min(_MAX_POLL_S, 0.5 / self.cfg.fps) if polled else None
+        max_wait = self.cfg.batch.max_wait_ms / 1000.0
+        queue: dict[str, tuple[_Camera, Frame]] = {}  # waiting for inference, oldest first
+        queued_since: float | None = None
+        inflight: dict[asyncio.Future[_Batch], list[tuple[_Camera, Frame]]] = {}
+        log.info("analyzer: %d cameras (%d polled), backend %s, batch ≤ %d, %.1f fps", len(sources), polled,
                  self.backend.name, self._batch_limit, self.cfg.fps)
         try:
-            next_tick = loop.time()
             while True:
-                await self._tick(sources, executor)
-                next_tick += period
-                delay = next_tick - loop.time()
-                if delay < 0:  # behind: don't try to catch up, the slots hold the newest frames
-                    next_tick = loop.time()
-                    delay = 0.0
-                await asyncio.sleep(delay)
+                wake.clear()
+                self.stats.ticks += 1
+                for fut in [f for f in inflight if f.done()]:
+                    self._finish(inflight.pop(fut), fut)
+                for cam_id, source in sources.items():
+                    cam = self._cams[cam_id]
+                    if cam.busy:
+                        continue
+                    frame = source.latest()
+                    if frame is None or frame.seq == cam.last_seq:
+                        continue
+                    if self._take(cam, frame):
+                        cam.busy = True
+                        queue[cam_id] = (cam, frame)
+                        if queued_since is None:
+                            queued_since = loop.time()
+                timeout = poll_s
+                if queue and queued_since is not None and len(inflight) < self.cfg.threads:
+                    everyone_in = len(queue) >= self._batch_limit or all(c.busy for c in self._cams.values()
+                                                                         if c.camera_id in sources)
+                    due = queued_since + max_wait
+                    if everyone_in or loop.time() >= due:
+                        chunk = list(queue.values())[:self._batch_limit]
+                        for cam, _ in chunk:
+                            del queue[cam.camera_id]
+                        fut = loop.run_in_executor(executor, self._infer, [f.image for _, f in chunk])
+                        fut.add_done_callback(lambda _f: wake.set())
+                        inflight[fut] = chunk
+                        queued_since = loop.time() if queue else None
+                        continue  # another worker may be free, and new frames may be waiting
+                    left = max(0.0, due - loop.time())
+                    timeout = left if timeout is None else min(timeout, left)
+                if timeout is None:
+                    await wake.wait()
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(timeout):
+                            await wake.wait()
         finally:
+            for remove in removers:
+                remove()
+            for fut in inflight:
+                fut.cancel()
             executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _tick(self, sources: Mapping[str, FrameSource], executor: ThreadPoolExecutor) -> int:
-        """One analysis round; returns the number of frames inferred."""
-        self.stats.ticks += 1
-        todo: list[tuple[_Camera, Frame]] = []
-        pending = dict(sources)
-        deadline = time.monotonic() + self.cfg.batch.max_wait_ms / 1000.0
-        while True:
-            for cam_id, source in list(pending.items()):
-                frame = source.latest()
-                cam = self._camera(cam_id)
-                if frame is None or frame.seq == cam.last_seq:
-                    continue
-                del pending[cam_id]
-                if self._take(cam, frame):
-                    todo.append((cam, frame))
-            # Wait briefly for cameras whose next frame is about to arrive, to fill the batch.
-            if not pending or not todo or len(todo) % self._batch_limit == 0 or time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(_POLL_S)
-        if not todo:
-            return 0
-        chunks = [todo[i:i + self._batch_limit] for i in range(0, len(todo), self._batch_limit)]
-        loop = asyncio.get_running_loop()
-        results = await asyncio.gather(
-            *(loop.run_in_executor(executor, self._infer, [f.image for _, f in chunk]) for chunk in chunks),
-            return_exceptions=True,
-        )
-        for chunk, res in zip(chunks, results, strict=True):
-            if isinstance(res, BaseException):
-                if not isinstance(res, Exception):
-                    raise res
-                self._infer_failed(res, len(chunk))
-                continue
-            self._account(res, len(chunk))
-            for k, (cam, frame) in enumerate(chunk):
-                self._analyse(cam, frame, res.main[k], None if res.fall is None else res.fall[k])
-        return len(todo)
+    def _finish(self, chunk: list[tuple[_Camera, Frame]], fut: asyncio.Future[_Batch]) -> None:
+        """An inference call ended: track, evaluate rules, publish (on the loop)."""
+        for cam, _ in chunk:
+            cam.busy = False
+        exc = fut.exception()
+        if exc is not None:
+            if not isinstance(exc, Exception):
+                raise exc
+            self._infer_failed(exc, len(chunk))
+            return
+        res = fut.result()
+        self._account(res, len(chunk))
+        for k, (cam, frame) in enumerate(chunk):
+            self._analyse(cam, frame, res.main[k], None if res.fall is None else res.fall[k])
 
     # -- steps --------------------------------------------------------------------------
 
@@ -232,12 +295,14 @@ class Analyzer:
             return True
         moving = cam.gate.update(frame.image)
         t = frame.captured_at
+        live = self._live(cam)
         # The gate's first frame, and a scene-wide change (lights, IR switch), only (re)learn
         # the background: infer them anyway, or someone standing still in the scene at that
         # moment would be absorbed into the background and never seen.
         if moving or cam.gate.last.reason in ("warmup", "global-change"):
+            self._activity(cam, t, active=True)
             return True
-        live = cam.tracker.live_tracks + (cam.fall_tracker.live_tracks if cam.fall_tracker else 0)
+        self._activity(cam, t, active=live > 0)
         keepalive = self.cfg.motion.keepalive_s
         if live and (cam.last_infer_t is None or t - cam.last_infer_t >= keepalive):
             return True
@@ -248,6 +313,28 @@ class Analyzer:
         if self.metrics is not None:
             self.metrics.frames_gated.labels(camera=cam.camera_id).inc()
         return False
+
+    @staticmethod
+    def _live(cam: _Camera) -> int:
+        return cam.tracker.live_tracks + (cam.fall_tracker.live_tracks if cam.fall_tracker else 0)
+
+    def _activity(self, cam: _Camera, t: float, *, active: bool) -> None:
+        """Note motion/tracks at capture time ``t``; switch the camera's idle decoding."""
+        if active or cam.last_active_t is None or t < cam.last_active_t:
+            cam.last_active_t = t
+        if cam.set_idle is None:
+            return
+        st = self.stats.camera(cam.camera_id)
+        if active and cam.idle:
+            cam.set_idle(False)
+            cam.idle = st.idle = False
+            st.idle_left += 1
+            log.debug("%s: activity, decoding every frame again", cam.camera_id)
+        elif not active and not cam.idle and t - cam.last_active_t >= self.cfg.motion.idle_after_s:
+            cam.set_idle(True)
+            cam.idle = st.idle = True
+            st.idle_entered += 1
+            log.debug("%s: quiet for %.1f s, decoding key frames only", cam.camera_id, t - cam.last_active_t)
 
     def _build_rules(self, cam: _Camera, size: tuple[int, int]) -> None:
         cam.frame_size = size
@@ -309,6 +396,8 @@ class Analyzer:
             fall_tracked = cam.fall_tracker.update(raw_fall, t)
         for fall_rule in cam.fall_rules:
             hits += fall_rule.update(t, fall_dets=fall_tracked, person_dets=tracked, frame_seq=frame.seq)
+        if self._live(cam):
+            self._activity(cam, t, active=True)
         result = CameraResult(cam.camera_id, frame, tracked, time.time(), tuple(hits), fall_tracked)
         self._last[cam.camera_id] = result
         self.bus.publish(TOPIC_DETECTIONS, result)

@@ -88,6 +88,14 @@ class MotionConfig(Strict):
         description="While objects are tracked, still infer at least "
         "this often without motion (people standing still).",
     )
+    idle_keyframes: bool = Field(
+        True,
+        description="Decode only key frames (about one per GOP) of a camera that has shown no motion and "
+        "no tracked object for idle_after_s; full decoding resumes at the next key frame when it does.",
+    )
+    idle_after_s: float = Field(
+        3.0, ge=0, description="Quiet seconds (no motion, no tracks) before a camera decodes key frames only."
+    )
 
 
 class BatchConfig(Strict):

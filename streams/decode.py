@@ -3,6 +3,12 @@
 A :class:`DecodeSession` opens one container (RTSP, HTTP MJPEG or a file) and yields decoded
 video frames with their *media time* in seconds. It paces and loops ``file://`` sources, and
 turns every PyAV/FFmpeg failure into a redacted :class:`~hub.errors.StreamError`.
+
+Key-frame-only ("idle") decoding: while the session's ``keyframes_only`` event is set, packets
+that are not key frames are not decoded at all (``skip_frame = NONKEY`` on the codec as well),
+which costs about a fifth of full decoding for a 1 s GOP. Clearing the event resumes full
+decoding at the next key frame — or at once when no packet was skipped since the last key
+frame — because a P-frame decoded after skipped references would come out corrupt.
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ class SourceSpec:
     realtime: bool = True
     open_timeout: float = 5.0
     read_timeout: float = 1.0
-    decode_threads: int = 2
+    decode_threads: int = 1  # slice threads; x264-style one-slice streams gain nothing from more
     skip_loop_filter: bool = False  # ~25% less H.264 decode CPU, slightly blockier frames
 
     @property
@@ -133,12 +139,23 @@ class DecodeSession:
     """One open container. Iterate :meth:`frames` until it ends or fails; then :meth:`close`."""
 
     def __init__(self, spec: SourceSpec, scrub: Scrubber, stop: threading.Event,
-                 camera_id: str = "") -> None:
+                 camera_id: str = "", keyframes_only: threading.Event | None = None) -> None:
         self.spec = spec
         self.scrub = scrub
         self.stop = stop
         self.camera_id = camera_id
+        self.keyframes_only = keyframes_only or threading.Event()
         self.corrupt_packets = 0
+        self.skipped_packets = 0  # non-key packets not decoded in key-frame-only mode
+        self.decoding_keyframes_only = False  # the decoder's actual mode (lags the event)
+        # media-time state of frames() (files: offset of the current loop, pacing anchor)
+        self._use_pts = False
+        self._frame_interval = 0.04
+        self._loop_offset = 0.0
+        self._first_t: float | None = None
+        self._last_t = 0.0
+        self._index = 0
+        self._anchor: float | None = None
         self._container: Any = None
         self._ffmpeg_logs: av.logging.Capture | None = None
         self._captured: list[tuple[int, str, str]] = []
@@ -192,11 +209,13 @@ class DecodeSession:
         return int(cc.width), int(cc.height)
 
     # -- frames ----------------------------------------------------------------------------
-    def frames(self) -> Iterator[tuple[av.VideoFrame, float]]:
+    def frames(self) -> Iterator[tuple[av.VideoFrame | None, float]]:
         """Yield ``(frame, media_time_s)``; returns when stopped or (non-looping) at the end.
 
-        Live sources end with StreamConnectError when the server closes the stream.
-        Raises StreamError on failures.
+        In key-frame-only mode each packet that was not decoded yields ``(None, media_time_s)``
+        (so the caller can account planned skips); :attr:`decoding_keyframes_only` tells
+        whether a yielded frame was decoded in that mode. Live sources end with
+        StreamConnectError when the server closes the stream. Raises StreamError on failures.
         """
         container = self._container
         stream = container.streams.video[0]
@@ -206,42 +225,51 @@ class DecodeSession:
             # cost ~15% more CPU, which many cameras on few cores cannot afford.
             cc.thread_type = "SLICE"
             cc.thread_count = self.spec.decode_threads
+        else:
+            cc.thread_count = 1  # FFmpeg's default would start one thread per core
         if self.spec.skip_loop_filter:
             cc.options = {**cc.options, "skip_loop_filter": "all"}
         is_file = self.spec.kind == "file"
-        use_pts = self.spec.kind == "rtsp"
+        self._use_pts = self.spec.kind == "rtsp"
         rate = float(stream.average_rate or stream.guessed_rate or 25)
-        frame_interval = 1.0 / rate if rate > 0 else 0.04
-        loop_offset = 0.0
-        first_t: float | None = None
-        last_t = 0.0
-        index = 0
-        anchor: float | None = None  # wall-clock (monotonic) time of media time 0, files only
+        self._frame_interval = 1.0 / rate if rate > 0 else 0.04
+        self._loop_offset = 0.0
+        self._first_t = None
+        self._last_t = 0.0
+        self._index = 0
+        self._anchor = None  # wall-clock (monotonic) time of media time 0, files only
+        skipped_since_key = False  # a packet after the last key frame was not decoded
+        keyframes_only = self.keyframes_only
+        self.decoding_keyframes_only = False
         try:
             while not self.stop.is_set():
                 for packet in container.demux(stream):
                     if self.stop.is_set():
                         return
+                    key = bool(packet.is_keyframe)
+                    if key:
+                        skipped_since_key = False
+                    if keyframes_only.is_set():
+                        if not self.decoding_keyframes_only:
+                            cc.skip_frame = "NONKEY"
+                            self.decoding_keyframes_only = True
+                    elif self.decoding_keyframes_only and (key or not skipped_since_key):
+                        cc.skip_frame = "DEFAULT"  # references intact from here on
+                        self.decoding_keyframes_only = False
+                    if self.decoding_keyframes_only and not key and packet.size:
+                        skipped_since_key = True
+                        self.skipped_packets += 1
+                        pt = packet.pts * packet.time_base if packet.pts is not None \
+                            and packet.time_base is not None else None
+                        yield None, self._media_time(None if pt is None else float(pt))
+                        continue
                     try:
                         decoded = cc.decode(packet)
                     except av.error.InvalidDataError:
                         self.corrupt_packets += 1  # e.g. UDP loss: skip, the next key frame heals
                         continue
                     for frame in decoded:
-                        if is_file:
-                            t = frame.time if frame.time is not None else index * frame_interval
-                            if first_t is None:
-                                first_t = t
-                            last_t = max(last_t, t - first_t)
-                            media_t = loop_offset + (t - first_t)
-                            if self.spec.realtime:
-                                anchor = self._pace(anchor, media_t)
-                        elif use_pts and frame.time is not None:
-                            media_t = frame.time  # RTP timestamps: the camera's own clock
-                        else:
-                            media_t = time.monotonic()  # MJPEG over HTTP carries no timestamps
-                        index += 1
-                        yield frame, media_t
+                        yield frame, self._media_time(frame.time)
                     if self._captured:
                         self.forward_ffmpeg_logs()
                 if self.stop.is_set():
@@ -250,14 +278,33 @@ class DecodeSession:
                     raise StreamConnectError(f"stream ended ({self.scrub.safe_url})")
                 if not self.spec.loop:
                     return
-                loop_offset += last_t + frame_interval
-                last_t = 0.0
+                self._loop_offset += self._last_t + self._frame_interval
+                self._last_t = 0.0
                 container.seek(0)
                 cc.flush_buffers()
+                skipped_since_key = False
         except StreamError:
             raise
         except Exception as exc:
             raise classify(exc, self.scrub, self.spec) from None
+
+    def _media_time(self, t: float | None) -> float:
+        """Media time of a frame (or skipped packet) with timestamp ``t``; paces files."""
+        index = self._index
+        self._index += 1
+        if self.spec.kind == "file":
+            if t is None:
+                t = index * self._frame_interval
+            if self._first_t is None:
+                self._first_t = t
+            self._last_t = max(self._last_t, t - self._first_t)
+            media_t = self._loop_offset + (t - self._first_t)
+            if self.spec.realtime:
+                self._anchor = self._pace(self._anchor, media_t)
+            return media_t
+        if self._use_pts and t is not None:
+            return t  # RTP timestamps: the camera's own clock
+        return time.monotonic()  # MJPEG over HTTP carries no timestamps
 
     def _pace(self, anchor: float | None, media_t: float) -> float:
         """Sleep until ``media_t`` on the wall clock; re-anchor if we fell far behind."""

@@ -3,7 +3,16 @@
 ``await StreamReader(...).run()`` reads until cancelled. Decoding (PyAV) runs in a dedicated
 thread; only sampled frames (``fps`` per second of media time) are converted to BGR and resized
 to ``width``. The newest sampled frame waits in a one-frame slot for :meth:`StreamReader.latest`;
-a sampled frame overwritten before anyone took it counts as ``dropped``.
+a sampled frame overwritten before anyone took it counts as ``dropped``. Consumers that want to
+wake on arrival instead of polling register :meth:`StreamReader.add_frame_listener`.
+
+Idle cameras: :meth:`StreamReader.set_idle` switches the decoder to key frames only (about one
+frame per GOP, a fraction of the decode CPU); the key frames are still delivered as sampled
+frames so a motion gate keeps watching the scene. The sample ticks that fell on frames skipped
+this way are counted as ``idle_skipped`` (planned), never as ``dropped``. ``set_idle(False)``
+resumes full decoding at the next key frame (sooner when nothing was skipped since the last one).
+Decode threads run at a lower CPU priority (``decode_nice``) so that, when the box is short of
+CPU, decoding yields to inference and the event loop instead of starving them.
 
 Failures reconnect with jittered exponential backoff (:class:`streams.backoff.Backoff`). An
 authentication failure (RTSP/HTTP 401) is logged once and then retried only every
@@ -16,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
 import traceback
@@ -32,6 +42,7 @@ from streams.sampler import Sampler
 log = logging.getLogger(__name__)
 
 StatusCallback = Callable[[str, bool, str], None]
+FrameListener = Callable[[], None]
 
 
 @dataclass
@@ -45,6 +56,8 @@ class StreamStats:
     attempts: int = 0  # connection attempts (opens), including failed ones
     auth_failures: int = 0
     corrupt_packets: int = 0  # packets the decoder rejected (e.g. UDP loss)
+    not_decoded: int = 0  # packets skipped on purpose in key-frame-only (idle) mode
+    idle_skipped: int = 0  # sample ticks that fell on those skipped frames (planned, not drops)
 
 
 class StreamReader:
@@ -58,9 +71,11 @@ class StreamReader:
     reset after 30 s healthy). ``auth_retry_s``: wait after a 401. ``open_timeout``: connect +
     RTSP handshake; ``read_timeout``: longest silence before the stream counts as broken —
     it also bounds how long a cancelled reader's thread may stay blocked in a read (raise it
-    for cameras slower than ~2 fps). ``decode_threads``: slice threads per decoder.
-    ``skip_loop_filter``: skip H.264 deblocking (~25 % less decode CPU). ``stop_timeout``:
-    how long a cancelled :meth:`run` waits for the thread before returning anyway.
+    for cameras slower than ~2 fps). ``decode_threads``: slice threads per decoder (1: one-slice
+    streams, the usual camera encoding, gain nothing from more). ``skip_loop_filter``: skip
+    H.264 deblocking (~25 % less decode CPU). ``decode_nice``: how much lower than the process
+    the decode thread's CPU priority is (Linux; 0 = same). ``stop_timeout``: how long a
+    cancelled :meth:`run` waits for the thread before returning anyway.
     """
 
     def __init__(
@@ -78,9 +93,10 @@ class StreamReader:
         auth_retry_s: float = 300.0,
         open_timeout: float = 5.0,
         read_timeout: float = 1.0,
-        decode_threads: int = 2,
+        decode_threads: int = 1,
         skip_loop_filter: bool = False,
         stop_timeout: float = 2.0,
+        decode_nice: int = 5,
     ) -> None:
         if width < 2 or fps <= 0:
             raise ValueError("width must be >= 2 and fps > 0")
@@ -90,6 +106,7 @@ class StreamReader:
         self.on_status = on_status
         self.auth_retry_s = auth_retry_s
         self.stop_timeout = stop_timeout
+        self.decode_nice = decode_nice
         self.spec = SourceSpec(url=url, transport=transport, loop=loop, realtime=realtime,
                                open_timeout=open_timeout, read_timeout=read_timeout,
                                decode_threads=decode_threads, skip_loop_filter=skip_loop_filter)
@@ -107,6 +124,9 @@ class StreamReader:
         self._online_at: float | None = None  # worker thread: when the current session went online
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._idle = threading.Event()  # requested: decode key frames only
+        self._session: DecodeSession | None = None
+        self._listeners: list[FrameListener] = []
 
     # -- public state ----------------------------------------------------------------------
     @property
@@ -134,6 +154,43 @@ class StreamReader:
         with self._lock:
             self._slot_taken = True
             return self._slot
+
+    def add_frame_listener(self, callback: FrameListener) -> Callable[[], None]:
+        """Call ``callback()`` after each new sampled frame lands in the slot; returns a remover.
+
+        It runs on the decode thread: keep it tiny and thread-safe (e.g.
+        ``loop.call_soon_threadsafe(event.set)``); exceptions are logged and ignored.
+        """
+        self._listeners = [*self._listeners, callback]
+
+        def remove() -> None:
+            self._listeners = [cb for cb in self._listeners if cb is not callback]
+
+        return remove
+
+    @property
+    def idle(self) -> bool:
+        """True while key-frame-only decoding is requested (see :meth:`set_idle`)."""
+        return self._idle.is_set()
+
+    @property
+    def decoding_keyframes_only(self) -> bool:
+        """The decoder's actual mode (lags :attr:`idle` until the next key frame on resume)."""
+        session = self._session
+        return session is not None and session.decoding_keyframes_only
+
+    def set_idle(self, idle: bool) -> None:
+        """Decode key frames only (``True``) or every frame again (``False``, from a key frame).
+
+        Thread-safe; takes effect at the next packet (resuming: at the next key frame).
+        """
+        if idle == self._idle.is_set():
+            return
+        if idle:
+            self._idle.set()
+        else:
+            self._idle.clear()
+        log.debug("%s: %s", self.camera_id, "idle: key frames only" if idle else "active: every frame")
 
     # -- running ---------------------------------------------------------------------------
     async def run(self) -> None:
@@ -163,6 +220,7 @@ class StreamReader:
                             "its network call times out", self.camera_id, self.stop_timeout)
 
     def _worker(self, loop: asyncio.AbstractEventLoop, finished: asyncio.Future[None]) -> None:
+        self._lower_priority()
         try:
             self._read_forever(loop)
         except BaseException:
@@ -181,7 +239,8 @@ class StreamReader:
             self.stats.attempts += 1
             started = time.monotonic()
             self._online_at = None
-            session = DecodeSession(self.spec, self._scrub, self._stop, self.camera_id)
+            session = DecodeSession(self.spec, self._scrub, self._stop, self.camera_id, self._idle)
+            self._session = session
             error: StreamError | None = None
             try:
                 session.open()
@@ -192,6 +251,7 @@ class StreamReader:
                 error = StreamError(self._scrub(f"unexpected {type(exc).__name__}: {exc}"))
             finally:
                 self.stats.corrupt_packets += session.corrupt_packets
+                self._session = None
                 session.close()
             went_online_at = self._online_at
             if self._stop.is_set():
@@ -226,11 +286,18 @@ class StreamReader:
         sampler = Sampler(self.fps)
         stats = self.stats
         for av_frame, media_t in session.frames():
+            if av_frame is None:  # not decoded on purpose (idle): a planned skip, not a drop
+                stats.not_decoded += 1
+                if sampler.accept(media_t):
+                    stats.idle_skipped += 1
+                continue
             stats.decoded += 1
             if self._online_at is None:
                 self._online_at = time.monotonic()
                 self._post_status(loop, True, f"streaming {av_frame.width}x{av_frame.height}")
-            if not sampler.accept(media_t):
+            # Key frames decoded in idle mode are always delivered (about one per GOP); the
+            # sampler still sees them so its ticks stay in step.
+            if not sampler.accept(media_t) and not session.decoding_keyframes_only:
                 continue
             captured_at = time.time()  # the frame has left the decoder
             image = to_bgr(av_frame, self.width)
@@ -243,6 +310,22 @@ class StreamReader:
                 self._slot = frame
                 self._slot_taken = False
             stats.sampled += 1
+            for listener in self._listeners:
+                try:
+                    listener()
+                except Exception:
+                    log.exception("%s: frame listener failed", self.camera_id)
+
+    def _lower_priority(self) -> None:
+        """Nice this decode thread (FFmpeg threads it starts later inherit it). Linux only."""
+        if self.decode_nice <= 0:
+            return
+        try:
+            tid = threading.get_native_id()
+            nice = min(19, os.getpriority(os.PRIO_PROCESS, tid) + self.decode_nice)
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+        except (AttributeError, OSError) as exc:  # not Linux, or not allowed: run at normal priority
+            log.debug("%s: cannot lower the decode thread's priority: %s", self.camera_id, exc)
 
     # -- status ----------------------------------------------------------------------------
     def _fail(self, loop: asyncio.AbstractEventLoop, error: StreamError) -> None:

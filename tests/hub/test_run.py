@@ -122,6 +122,9 @@ def test_run_embedded_and_ctrl_c_stops_everything_within_5_s(
         time.sleep(0.5)
     assert cams[0]["status"] == "online", cams
     assert any(d["status"] == "online" for d in devices), devices
+    with urllib.request.urlopen(url + "api/health", timeout=5) as resp:
+        health = json.load(resp)
+    assert health["status"] == "ok", health
     assert health["components"]["database"] == "embedded"  # type: ignore[index]
     assert health["components"]["mqtt"] == "embedded"  # type: ignore[index]
 
