@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hub import __version__
+from hub.config import HubConfig
 from hub.config_loader import load_config
 from hub.errors import ConfigError, HubError
 
@@ -53,12 +54,20 @@ def _setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _config_check(path: Path) -> int:
+class _BadConfig(Exception):
+    """Config errors were printed; exit with status 2."""
+
+
+def _load(path: Path) -> HubConfig:
     try:
-        cfg = load_config(path)
+        return load_config(path)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise _BadConfig from None
+
+
+def _config_check(path: Path) -> int:
+    cfg = _load(path)
     zones = sum(len(c.zones) for c in cfg.cameras)
     print(
         f"{path}: ok — {len(cfg.cameras)} cameras ({zones} zones), {len(cfg.devices)} devices, "
@@ -70,11 +79,7 @@ def _config_check(path: Path) -> int:
 
 
 def _run(path: Path, log_level: str | None) -> int:
-    try:
-        cfg = load_config(path)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    cfg = _load(path)
     _setup_logging(log_level or cfg.hub.log_level)
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from hub.app import Hub  # heavy imports (cv2, av) only when running
@@ -90,11 +95,7 @@ def _run(path: Path, log_level: str | None) -> int:
 
 
 def _demo_prepare(path: Path) -> int:
-    try:
-        cfg = load_config(path)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    cfg = _load(path)
     _setup_logging(cfg.hub.log_level)
     from hub.app import resolve_cameras
 
@@ -112,12 +113,15 @@ def _demo_prepare(path: Path) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "demo":
-        return _demo_prepare(args.config)
-    if args.command == "config":
-        return _config_check(args.file)
-    if args.command == "run":
-        return _run(args.config, args.log_level)
+    try:
+        if args.command == "demo":
+            return _demo_prepare(args.config)
+        if args.command == "config":
+            return _config_check(args.file)
+        if args.command == "run":
+            return _run(args.config, args.log_level)
+    except _BadConfig:
+        return 2
     return 2  # pragma: no cover - argparse enforces the choices
 
 
