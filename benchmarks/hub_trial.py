@@ -8,7 +8,8 @@ on the configured backend, and — when a database URL is given — the real ale
 evidence JPEGs to disk). Phases:
 
 1. connect: wait until every reader has decoded a frame;
-2. decode only (``decode_s``): readers alone, to measure the decode CPU per camera;
+2. decode only (``decode_s``): readers alone, to measure the decode CPU per camera — first
+   decoding every frame, then (``idle_keyframes``) key frames only, as idle cameras do;
 3. warm-up (``warmup_s``): analyzer and alert engine running, not measured;
 4. window (``duration_s``): everything measured.
 
@@ -71,7 +72,12 @@ class HubTrialSpec:
     zone_cooldown_s: float = 5.0
     confidence: float = 0.25  # the fall model scores people in these night scenes at ~0.3-0.5
     track_high: float = 0.3  # ByteTrack first-association threshold (default 0.5 never starts tracks here)
-    ort_threads: int = 1  # onnxruntime intra-op threads (0 = its default: one spinning thread per core)
+    ort_threads: int = 0  # onnxruntime intra-op threads (0 = the backend's default)
+    idle_keyframes: bool = True  # quiet cameras decode key frames only (motion.idle_keyframes)
+    idle_after_s: float = 3.0
+    threads: int = 1  # inference worker threads (detect.threads)
+    decode_threads: int = 1  # StreamReader decode_threads
+    decode_nice: int = 5  # StreamReader decode_nice
 
 
 @dataclass
@@ -111,7 +117,9 @@ def _config(spec: HubTrialSpec) -> tuple[DetectSection, list[CameraConfig]]:
     else:
         backend = UltralyticsBackend(model=Path(spec.model), imgsz=spec.imgsz, confidence=spec.confidence)
     detect = DetectSection(fps=spec.fps, width=spec.width, backend=backend, labels=FALL_LABELS,
-                           motion=MotionConfig(enabled=spec.motion), batch=BatchConfig(max_size=spec.batch),
+                           motion=MotionConfig(enabled=spec.motion, idle_keyframes=spec.idle_keyframes,
+                                               idle_after_s=spec.idle_after_s),
+                           batch=BatchConfig(max_size=spec.batch), threads=spec.threads,
                            tracker=TrackerConfig(high_threshold=spec.track_high))
     whole = [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)]
     cameras = [
@@ -156,6 +164,13 @@ async def _loop_lag(recorder: _Recorder, period: float = 0.1) -> None:
         recorder.add(loop.time() - t - period)
 
 
+async def _idle_share(readers: dict[str, Any], samples: list[float], period: float = 0.2) -> None:
+    """Samples the share of cameras decoding key frames only."""
+    while True:
+        samples.append(sum(1 for r in readers.values() if r.idle) / max(1, len(readers)))
+        await asyncio.sleep(period)
+
+
 async def run_trial(spec: HubTrialSpec) -> dict[str, Any]:
     from detectors.analyzer import Analyzer
     from detectors.backends import load_backend
@@ -170,7 +185,8 @@ async def run_trial(spec: HubTrialSpec) -> dict[str, Any]:
     t_load = time.monotonic()
     backend = await asyncio.to_thread(load_backend, detect.backend)
     load_s = time.monotonic() - t_load
-    readers = {c.id: StreamReader(c.id, c.url, width=detect.width, fps=detect.fps, transport="tcp")
+    readers = {c.id: StreamReader(c.id, c.url, width=detect.width, fps=detect.fps, transport="tcp",
+                                  decode_threads=spec.decode_threads, decode_nice=spec.decode_nice)
                for c in cameras}
     analyzer = Analyzer(detect, cameras, backend, bus, metrics=metrics)
     out: dict[str, Any] = {"cameras": len(cameras), "backend": backend.name, "model_load_s": round(load_s, 2),
@@ -204,6 +220,20 @@ async def run_trial(spec: HubTrialSpec) -> dict[str, Any]:
                 "decoded_fps_min": round(min((r.stats.decoded - dec0[cid]) / (d1.wall - d0.wall)
                                              for cid, r in readers.items()), 2),
             }
+            if spec.idle_keyframes and spec.motion:
+                for r in readers.values():
+                    r.set_idle(True)
+                await asyncio.sleep(1.0)  # every decoder is past a key frame
+                i0 = _snapshot()
+                dec0 = {cid: r.stats.decoded for cid, r in readers.items()}
+                await asyncio.sleep(spec.decode_s)
+                i1 = _snapshot()
+                out["decode_only"]["idle_cores_per_camera"] = round(
+                    (i1.process - i0.process) / (i1.wall - i0.wall) / len(readers), 4)
+                out["decode_only"]["idle_decoded_fps_max"] = round(
+                    max((r.stats.decoded - dec0[cid]) / (i1.wall - i0.wall) for cid, r in readers.items()), 2)
+                for r in readers.values():
+                    r.set_idle(False)  # the analyzer decides from here on
             tasks.append(tg.create_task(analyzer.run(readers), name="analyzer"))
             if engine is not None:
                 tasks.append(tg.create_task(engine.run(), name="alerts"))
@@ -212,6 +242,8 @@ async def run_trial(spec: HubTrialSpec) -> dict[str, Any]:
             before = _window_counters(readers, analyzer)
             for rec in (result_lat, hit_lat, lag, incident_lat):
                 rec.on = True
+            idle_samples: list[float] = []
+            tasks.append(tg.create_task(_idle_share(readers, idle_samples)))
             _phase("window")
             w0 = _snapshot()
             await asyncio.sleep(spec.duration_s)
@@ -220,6 +252,7 @@ async def run_trial(spec: HubTrialSpec) -> dict[str, Any]:
             for rec in (result_lat, hit_lat, lag, incident_lat):
                 rec.on = False
             after = _window_counters(readers, analyzer)
+            out["idle_share"] = round(sum(idle_samples) / len(idle_samples), 3) if idle_samples else 0.0
             _phase("end")
             for task in tasks:
                 task.cancel()
@@ -257,6 +290,7 @@ def _window_counters(readers: dict[str, Any], analyzer: Any) -> dict[str, Any]:
     for cid, r in readers.items():
         c = st.camera(cid)
         cams[cid] = {"decoded": r.stats.decoded, "sampled": r.stats.sampled, "dropped": r.stats.dropped,
+                     "not_decoded": r.stats.not_decoded, "idle_skipped": r.stats.idle_skipped,
                      "reconnects": r.stats.reconnects, "analysed": c.analysed, "gated": c.motion_skipped,
                      "inferred": c.inferred, "skipped": c.skipped, "hits": c.hits}
     return {"cams": cams, "infer_calls": st.infer_calls, "frames_inferred": st.frames_inferred,
@@ -270,7 +304,12 @@ def _summarise(a: dict[str, Any], b: dict[str, Any], wall: float, fps: float) ->
         d = {k: end[k] - start[k] for k in end}
         per_cam[cid] = {
             "analysed_fps": round(d["analysed"] / wall, 2),
+            # frames analysed plus the sample ticks an idle camera skipped on purpose
+            "covered_fps": round((d["analysed"] + d["idle_skipped"]) / wall, 2),
             "decoded_fps": round(d["decoded"] / wall, 2),
+            # packets taken off the stream (decoded or skipped on purpose): below 25 fps = backlog
+            "consumed_fps": round((d["decoded"] + d["not_decoded"]) / wall, 2),
+            "idle_skipped": d["idle_skipped"], "not_decoded": d["not_decoded"],
             "sampled": d["sampled"], "analysed": d["analysed"], "gated": d["gated"],
             "inferred": d["inferred"],
             # frames the reader produced that no analysis ever saw: overwritten in the slot
@@ -288,6 +327,9 @@ def _summarise(a: dict[str, Any], b: dict[str, Any], wall: float, fps: float) ->
         "analysed_fps_min": min(c["analysed_fps"] for c in per_cam.values()),
         "analysed_fps_mean": round(analysed / wall / max(1, len(per_cam)), 2),
         "decoded_fps_min": min(c["decoded_fps"] for c in per_cam.values()),
+        "covered_fps_min": min(c["covered_fps"] for c in per_cam.values()),
+        "consumed_fps_min": min(c["consumed_fps"] for c in per_cam.values()),
+        "idle_skipped": sum(c["idle_skipped"] for c in per_cam.values()),
         "frames_analysed": analysed, "frames_sampled": sampled, "frames_gated": gated,
         "frames_inferred": inferred, "infer_calls": calls,
         "infer_errors": b["infer_errors"] - a["infer_errors"],

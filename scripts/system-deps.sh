@@ -9,6 +9,8 @@ need=()
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+# Validates docker/compose.yaml when the Docker compose plugin is absent.
+command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 || need+=(docker-compose)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 echo "==> system packages for the tests: ${need[*]}"
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
