@@ -140,7 +140,10 @@ class OnnxRuntimeBackend(Strict):
         "CUDAExecutionProvider, OpenVINOExecutionProvider, CPUExecutionProvider.",
     )
     class_names: list[str] | None = Field(None, description="Override names from model metadata.")
-    intra_threads: int = Field(0, ge=0, description="0 = runtime default.")
+    intra_threads: int = Field(
+        0, ge=0, description="Intra-op threads per inference call; 0 = the hub's default, 1 (leaves the "
+        "other cores to stream decoding; see docs/performance.md)."
+    )
 
 
 BackendConfig = Annotated[

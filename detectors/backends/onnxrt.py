@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 8
 MAX_CANDIDATES = 3000  # boxes per image handed to NMS (highest scores first)
+DEFAULT_INTRA_THREADS = 1  # intra_threads 0 means this
 
 
 def _import_ort() -> Any:
@@ -84,8 +85,12 @@ class OnnxRuntimeDetector:
             raise ModelNotFoundError(f"model file not found: {path}")
         ort = _import_ort()
         options = ort.SessionOptions()
-        if cfg.intra_threads:
-            options.intra_op_num_threads = cfg.intra_threads
+        # One intra-op thread unless configured: onnxruntime's own default (a spinning thread per
+        # core) fights the stream decoders for the same cores and, measured on 2 cores, costs
+        # about twice the CPU per frame (docs/performance.md). Idle pool threads sleep, not spin.
+        options.intra_op_num_threads = cfg.intra_threads or DEFAULT_INTRA_THREADS
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.providers = select_providers(cfg.providers, ort.get_available_providers())
         try:
             self._session = ort.InferenceSession(str(path), sess_options=options, providers=self.providers)

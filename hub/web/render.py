@@ -82,8 +82,11 @@ def draw_detections(img: npt.NDArray[np.uint8], dets: Detections) -> None:
 def draw_caption(img: npt.NDArray[np.uint8], frame: Frame) -> None:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(frame.captured_at))
     text = _ascii(f"{frame.camera_id}  {stamp}  #{frame.seq}")
-    cv2.putText(img, text, (8, 20), _FONT, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(img, text, (8, 20), _FONT, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    # Top right: cameras burn their own OSD (time, name) into the top-left and bottom-left corners.
+    (tw, _th), _ = cv2.getTextSize(text, _FONT, 0.5, 1)
+    org = (max(4, img.shape[1] - tw - 8), 20)
+    cv2.putText(img, text, org, _FONT, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(img, text, org, _FONT, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def render_jpeg(
