@@ -69,10 +69,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="ONNX Runtime intra-op threads (0 = the hub backend's default).")
     p.add_argument("--infer-threads", type=int, default=1,
                    help="Hub inference worker threads (detect.threads).")
+    p.add_argument("--batch", type=int, default=8,
+                   help="Hub: frames per inference call (detect.batch.max_size).")
     p.add_argument("--no-idle", action="store_true",
                    help="Hub: quiet cameras keep decoding every frame (motion.idle_keyframes off).")
     p.add_argument("--decode-threads", type=int, default=1, help="Hub: slice threads per decoder.")
-    p.add_argument("--decode-nice", type=int, default=5, help="Hub: decode threads' nice increment.")
+    p.add_argument("--decode-nice", type=int, default=10, help="Hub: decode threads' nice increment.")
     p.add_argument("--database-url", default=os.environ.get("HUB_DATABASE_URL", DEFAULT_DB),
                    help="PostgreSQL for the alerts path (a temporary schema is created and dropped).")
     p.add_argument("--no-alerts", action="store_true", help="Skip the alerts path (latency to rule hit).")
@@ -147,7 +149,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             spec = {"urls": urls[:n], "model": model, "backend": args.backend, "duration_s": args.duration,
                     "decode_s": 3.0 if args.quick else 5.0, "warmup_s": 3.0 if args.quick else 5.0,
                     "database_url": db_url, "ort_threads": args.ort_threads,
-                    "threads": args.infer_threads, "idle_keyframes": not args.no_idle,
+                    "threads": args.infer_threads, "idle_keyframes": not args.no_idle, "batch": args.batch,
                     "decode_threads": args.decode_threads, "decode_nice": args.decode_nice}
             return run_child("benchmarks.hub_trial", spec, server_pid=server.pid, timeout_s=timeout)
 
@@ -183,7 +185,8 @@ def render(args: argparse.Namespace, out: dict[str, Any], command: str) -> str:
         f"{', '.join(f'{p:.0%}' for p in info['presence'])} of the time), rotated per camera. "
         f"Detect 5 fps, model fall YOLOv8s at 320, hub backend {args.backend}"
         f"{f' (intra-op threads {args.ort_threads or 1})' if args.backend == 'onnxruntime' else ''}, "
-        f"{args.infer_threads} inference thread(s), decode {args.decode_threads} thread(s)/camera at nice "
+        f"{args.infer_threads} inference thread(s), batch ≤ {args.batch}, "
+        f"decode {args.decode_threads} thread(s)/camera at nice "
         f"+{args.decode_nice}, idle cameras "
         f"{'decode every frame' if args.no_idle else 'decode key frames only'}; "
         f"alerts path {'on (PostgreSQL)' if info['alerts_path'] else 'off (latency to the rule hit)'}; "

@@ -77,7 +77,7 @@ class HubTrialSpec:
     idle_after_s: float = 3.0
     threads: int = 1  # inference worker threads (detect.threads)
     decode_threads: int = 1  # StreamReader decode_threads
-    decode_nice: int = 5  # StreamReader decode_nice
+    decode_nice: int = 10  # StreamReader decode_nice
 
 
 @dataclass
@@ -312,8 +312,11 @@ def _summarise(a: dict[str, Any], b: dict[str, Any], wall: float, fps: float) ->
             "idle_skipped": d["idle_skipped"], "not_decoded": d["not_decoded"],
             "sampled": d["sampled"], "analysed": d["analysed"], "gated": d["gated"],
             "inferred": d["inferred"],
-            # frames the reader produced that no analysis ever saw: overwritten in the slot
-            "dropped": d["dropped"], "skipped": d["skipped"], "reconnects": d["reconnects"],
+            # sampled frames no analysis ever saw: overwritten in the reader's slot, or discarded
+            # from the analyzer's backlog (its seq-gap count covers both); planned idle skips
+            # are not among them (the reader never produced those frames)
+            "dropped": max(d["dropped"], d["skipped"]), "reader_dropped": d["dropped"],
+            "skipped": d["skipped"], "reconnects": d["reconnects"],
             "hits": d["hits"],
         }
     analysed = sum(c["analysed"] for c in per_cam.values())

@@ -37,27 +37,33 @@ def _verdict(r: dict[str, Any]) -> str:
 
 
 def hub_table(results: dict[int, dict[str, Any]]) -> str:
-    head = ("| cameras | keeps up | analysed fps/cam (min / mean) | hub CPU (cores) | decode CPU/cam | "
+    head = ("| cameras | keeps up | analysed fps/cam (min / mean) | idle (key frames only) | "
+            "hub CPU (cores) | decode CPU/cam every frame / key frames | "
             "inferred frames/s | saved by gating | saved by batching (mean batch) | infer ms/call | "
-            "capture→result p50 / p95 ms | capture→incident p50 / p95 ms | dropped | RTSP server CPU | "
-            "load 1m |")
+            "capture→result p50 / p95 ms | capture→incident p50 / p95 ms | dropped (+ planned idle skips) | "
+            "RTSP server CPU | load 1m |")
     rows = [head, _sep(head)]
     for n in sorted(results):
         r = results[n]
         if "error" in r:
-            rows.append(f"| {n} | **no**: trial crashed | " + " | ".join(["–"] * 12) + " |")
+            rows.append(f"| {n} | **no**: trial crashed | " + " | ".join(["–"] * 13) + " |")
             continue
         w = r["window_s"]
+        dec = r["decode_only"]
+        idle_cost = dec.get("idle_cores_per_camera")
+        idle_cost_s = "–" if idle_cost is None else f"{idle_cost:.3f}"
         analysed = max(1, r["frames_analysed"])
         inc_key = "incident" if r.get("alerts_path") else "rule_hit"
         rows.append(
             f"| {n} | {_verdict(r)} | {r['analysed_fps_min']:.2f} / {r['analysed_fps_mean']:.2f} | "
-            f"{r['cpu_cores']:.2f} | {r['decode_only']['cores_per_camera']:.3f} | "
+            f"{r.get('idle_share', 0):.0%} | {r['cpu_cores']:.2f} | "
+            f"{dec['cores_per_camera']:.3f} / {idle_cost_s} | "
             f"{r['frames_inferred'] / w:.1f} | {r['calls_saved_gating'] / analysed:.0%} | "
             f"{r['calls_saved_batching'] / analysed:.0%} ({r['mean_batch']:.1f}) | "
             f"{r['infer_ms_per_call'] or 0:.0f} | {_lat(r, 'result')} | "
             f"{_lat(r, inc_key)}{'' if r.get('alerts_path') else ' (rule hit)'} | "
-            f"{r['dropped']} | {r.get('server_cores', 0):.2f} | {r.get('load_avg_1m', 0):.1f} |")
+            f"{r['dropped']} (+ {r.get('idle_skipped', 0)}) | {r.get('server_cores', 0):.2f} | "
+            f"{r.get('load_avg_1m', 0):.1f} |")
     return "\n".join(rows)
 
 
@@ -129,7 +135,9 @@ def where_time_goes(results: dict[int, dict[str, Any]], best: int) -> list[str]:
         lines.append(
             f"- **{n} cameras** ({'keeps up' if r['verdict'].ok else 'does not keep up'}): "
             f"process {r['cpu_cores']:.2f} cores of 2; decode alone {dec['cores_total']:.2f} cores "
-            f"({dec['cores_per_camera']:.3f}/camera, measured with the analyzer off); "
+            f"({dec['cores_per_camera']:.3f}/camera decoding every frame, "
+            f"{dec.get('idle_cores_per_camera') or 0:.3f} key frames only, measured with the analyzer off); "
+            f"cameras idle {r.get('idle_share', 0):.0%} of the time; "
             f"inference {r['frames_inferred'] / w:.1f} frames/s in {r['infer_calls'] / w:.1f} calls/s, "
             f"{r['infer_ms_per_call'] or 0:.0f} ms/call, busy {r['infer_busy']:.0%} of wall time; "
             f"event-loop lag p95 {_ms(lag)} ms.")

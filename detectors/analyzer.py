@@ -4,22 +4,28 @@ The analyzer is event-driven: sources that offer ``add_frame_listener`` (a
 :class:`~streams.reader.StreamReader` does) wake it when a new frame lands in their
 latest-frame slot; other sources are polled at twice ``detect.fps`` (at least 20 Hz).
 A new frame is taken at once and run through the camera's motion gate on the loop.
-Frames worth analysing queue for the backend; a batch of at most
+Frames worth analysing wait for the backend, at most ``PENDING`` per camera (beyond that the
+oldest waiting one is discarded and counted as ``skipped``: overload); a batch of at most
 ``min(detect.batch.max_size, backend.max_batch)`` frames goes to a worker thread
 (``detect.threads`` of them, never the event loop) when it is full, when
-``batch.max_wait_ms`` passed since its first frame queued, or when every camera is
-already queued or in flight. While a camera's frame waits for or is in inference, its
-newer frames stay in its source's slot (when inference falls behind, newer frames
-replace older ones and the gap is counted as ``skipped``, so there is never a
-backlog). A camera without motion is skipped unless it still has live tracks and
-``motion.keepalive_s`` passed since its last inference (people standing still).
+``batch.max_wait_ms`` passed since its oldest frame started waiting, or when every camera
+is waiting or in flight. A camera never has two calls in flight at once (tracking needs
+its frames in order; should ``PENDING`` be raised, one call carries a camera's waiting
+frames in order); its frames keep being gated as they arrive meanwhile, and one more frame
+to infer may wait, so inference pipelines instead of stalling the camera for a whole call.
+Polled sources are treated as plain latest-frame slots: they are read only while their
+camera has nothing waiting or in flight, and frames replaced in a slot count as
+``skipped`` too. So there is never a backlog beyond ``PENDING`` frames per camera. A camera
+without motion is skipped unless it still has live tracks and ``motion.keepalive_s``
+passed since its last inference (people standing still).
 
 Idle cameras: when ``motion.idle_keyframes`` is on and a source offers ``set_idle``,
 a camera without motion and without live tracks for ``motion.idle_after_s`` is told
 to decode key frames only (about one frame per GOP still arrives and is gated);
-motion on such a frame, or a live track, switches it back to every frame. Results go through the camera's
-:class:`~detectors.tracker.ByteTracker`, its zone rules and fall rules, and are
-published on the bus: a :class:`CameraResult` on ``detections`` for every analysed
+motion on such a frame, or a live track, switches it back to every frame.
+
+Results go through the camera's :class:`~detectors.tracker.ByteTracker`, its zone rules and
+fall rules, and are published on the bus: a :class:`CameraResult` on ``detections`` for every analysed
 frame and each :class:`~hub.events.RuleHit` on ``rule_hit``.
 
 Times given to trackers and rules are the frames' ``captured_at``.
@@ -53,6 +59,7 @@ from streams.frame import Frame
 
 log = logging.getLogger(__name__)
 
+PENDING = 1  # frames per camera waiting for inference while one is in flight (2 measured worse)
 _MAX_POLL_S = 0.05  # sources without add_frame_listener: polled at >= 2x fps and >= 20 Hz
 _ERROR_LOG_EVERY_S = 30.0
 
@@ -93,7 +100,7 @@ class CameraStats:
     motion_skipped: int = 0
     inferred: int = 0
     hits: int = 0
-    skipped: int = 0  # frames overwritten in the source before the analyzer took them
+    skipped: int = 0  # frames never analysed: overwritten in the source, or replaced while waiting (overload)
     idle: bool = False  # the camera currently decodes key frames only
     idle_entered: int = 0  # times the camera was switched to key frames only
     idle_left: int = 0  # times motion or a track switched it back
@@ -127,7 +134,14 @@ class _Camera:
     fall_tracker: ByteTracker | None
     last_seq: int | None = None
     last_infer_t: float | None = None
-    busy: bool = False  # a frame of this camera is queued for or in inference
+    inflight: bool = False  # a frame of this camera is in inference
+    pending: list[Frame] = field(default_factory=list)  # frames waiting for inference, oldest first
+    pending_since: float = 0.0  # loop time the camera started waiting
+    notifying: bool = False  # the source wakes us on arrival (else it is polled)
+
+    @property
+    def busy(self) -> bool:
+        return self.inflight or bool(self.pending)
     idle: bool = False
     last_active_t: float | None = None  # capture time of the last motion / live track
     set_idle: Callable[[bool], None] | None = None
@@ -193,14 +207,14 @@ class Analyzer:
             setter = getattr(source, "set_idle", None)
             cam.set_idle = setter if idle_ok and callable(setter) else None
             add = getattr(source, "add_frame_listener", None)
+            cam.notifying = callable(add)
             if callable(add):
                 removers.append(add(notify))
             else:
                 polled += 1
         poll_s = min(_MAX_POLL_S, 0.5 / self.cfg.fps) if polled else None
         max_wait = self.cfg.batch.max_wait_ms / 1000.0
-        queue: dict[str, tuple[_Camera, Frame]] = {}  # waiting for inference, oldest first
-        queued_since: float | None = None
+        cams = [self._cams[cam_id] for cam_id in sources]
         inflight: dict[asyncio.Future[_Batch], list[tuple[_Camera, Frame]]] = {}
         log.info("analyzer: %d cameras (%d polled), backend %s, batch ≤ %d, %.1f fps", len(sources), polled,
                  self.backend.name, self._batch_limit, self.cfg.fps)
@@ -210,31 +224,41 @@ class Analyzer:
                 self.stats.ticks += 1
                 for fut in [f for f in inflight if f.done()]:
                     self._finish(inflight.pop(fut), fut)
-                for cam_id, source in sources.items():
-                    cam = self._cams[cam_id]
-                    if cam.busy:
-                        continue
+                for cam, source in zip(cams, sources.values(), strict=True):
+                    if cam.busy and not cam.notifying:
+                        continue  # a plain slot: read it when this camera can be inferred again
                     frame = source.latest()
                     if frame is None or frame.seq == cam.last_seq:
                         continue
                     if self._take(cam, frame):
-                        cam.busy = True
-                        queue[cam_id] = (cam, frame)
-                        if queued_since is None:
-                            queued_since = loop.time()
+                        if not cam.pending:
+                            cam.pending_since = loop.time()
+                        cam.pending.append(frame)
+                        if len(cam.pending) > PENDING:  # inference is too far behind: overload
+                            del cam.pending[0]
+                            st = self.stats.camera(cam.camera_id)
+                            st.analysed -= 1
+                            st.skipped += 1
                 timeout = poll_s
-                if queue and queued_since is not None and len(inflight) < self.cfg.threads:
-                    everyone_in = len(queue) >= self._batch_limit or all(c.busy for c in self._cams.values()
-                                                                         if c.camera_id in sources)
-                    due = queued_since + max_wait
+                ready = sorted((c for c in cams if c.pending and not c.inflight),
+                               key=lambda c: c.pending_since)
+                if ready and len(inflight) < self.cfg.threads:
+                    waiting = sum(len(c.pending) for c in ready)
+                    everyone_in = waiting >= self._batch_limit or all(c.busy for c in cams)
+                    due = ready[0].pending_since + max_wait
                     if everyone_in or loop.time() >= due:
-                        chunk = list(queue.values())[:self._batch_limit]
-                        for cam, _ in chunk:
-                            del queue[cam.camera_id]
+                        chunk: list[tuple[_Camera, Frame]] = []
+                        for cam in ready:
+                            room = self._batch_limit - len(chunk)
+                            if room <= 0:
+                                break
+                            chunk += [(cam, f) for f in cam.pending[:room]]
+                            del cam.pending[:room]
+                            cam.pending_since = loop.time()
+                            cam.inflight = True
                         fut = loop.run_in_executor(executor, self._infer, [f.image for _, f in chunk])
                         fut.add_done_callback(lambda _f: wake.set())
                         inflight[fut] = chunk
-                        queued_since = loop.time() if queue else None
                         continue  # another worker may be free, and new frames may be waiting
                     left = max(0.0, due - loop.time())
                     timeout = left if timeout is None else min(timeout, left)
@@ -254,7 +278,7 @@ class Analyzer:
     def _finish(self, chunk: list[tuple[_Camera, Frame]], fut: asyncio.Future[_Batch]) -> None:
         """An inference call ended: track, evaluate rules, publish (on the loop)."""
         for cam, _ in chunk:
-            cam.busy = False
+            cam.inflight = False
         exc = fut.exception()
         if exc is not None:
             if not isinstance(exc, Exception):
@@ -307,9 +331,10 @@ class Analyzer:
         if live and (cam.last_infer_t is None or t - cam.last_infer_t >= keepalive):
             return True
         st.motion_skipped += 1
-        cam.tracker.age(t)
-        if cam.fall_tracker is not None:
-            cam.fall_tracker.age(t)
+        if not cam.busy:  # else the frame in flight is newer than the tracker's state: let it land
+            cam.tracker.age(t)
+            if cam.fall_tracker is not None:
+                cam.fall_tracker.age(t)
         if self.metrics is not None:
             self.metrics.frames_gated.labels(camera=cam.camera_id).inc()
         return False

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 ffmpeg_log = logging.getLogger("streams.ffmpeg")
 
 SourceKind = Literal["rtsp", "http", "file"]
+_MAX_KEYLESS_S = 10.0  # key-frame-only mode gives up on a stream that flags no key frame this long
 
 
 class Scrubber:
@@ -239,6 +240,9 @@ class DecodeSession:
         self._index = 0
         self._anchor = None  # wall-clock (monotonic) time of media time 0, files only
         skipped_since_key = False  # a packet after the last key frame was not decoded
+        skipped_run = 0  # packets skipped since the last key frame
+        max_run = int(_MAX_KEYLESS_S * rate) if rate > 0 else 250
+        idle_usable = True  # False once this stream showed it flags no key frames
         keyframes_only = self.keyframes_only
         self.decoding_keyframes_only = False
         try:
@@ -249,15 +253,23 @@ class DecodeSession:
                     key = bool(packet.is_keyframe)
                     if key:
                         skipped_since_key = False
-                    if keyframes_only.is_set():
+                        skipped_run = 0
+                    if keyframes_only.is_set() and idle_usable:
                         if not self.decoding_keyframes_only:
                             cc.skip_frame = "NONKEY"
                             self.decoding_keyframes_only = True
                     elif self.decoding_keyframes_only and (key or not skipped_since_key):
                         cc.skip_frame = "DEFAULT"  # references intact from here on
                         self.decoding_keyframes_only = False
+                    if self.decoding_keyframes_only and not key and packet.size and skipped_run >= max_run:
+                        log.warning("%s: no key frame in %.0f s of key-frame-only decoding; decoding "
+                                    "every frame of this session", self.camera_id, _MAX_KEYLESS_S)
+                        idle_usable = False
+                        cc.skip_frame = "DEFAULT"
+                        self.decoding_keyframes_only = False
                     if self.decoding_keyframes_only and not key and packet.size:
                         skipped_since_key = True
+                        skipped_run += 1
                         self.skipped_packets += 1
                         pt = packet.pts * packet.time_base if packet.pts is not None \
                             and packet.time_base is not None else None

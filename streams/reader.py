@@ -96,7 +96,7 @@ class StreamReader:
         decode_threads: int = 1,
         skip_loop_filter: bool = False,
         stop_timeout: float = 2.0,
-        decode_nice: int = 5,
+        decode_nice: int = 10,
     ) -> None:
         if width < 2 or fps <= 0:
             raise ValueError("width must be >= 2 and fps > 0")

@@ -89,7 +89,8 @@ async def test_idle_decodes_key_frames_only_and_resumes_cleanly_at_a_key_frame(
         await wait_until(lambda: reader.decoding_keyframes_only, 2, "key-frame-only decoding")
         await asyncio.sleep(0.5)
         s = reader.stats
-        d0, n0, i0, sm0, dr0, t0 = s.decoded, s.not_decoded, s.idle_skipped, s.sampled, s.dropped, time.monotonic()
+        d0, n0, i0, sm0, dr0 = s.decoded, s.not_decoded, s.idle_skipped, s.sampled, s.dropped
+        t0 = time.monotonic()
         await asyncio.sleep(4.0)
         elapsed = time.monotonic() - t0
         decoded_fps = (s.decoded - d0) / elapsed
