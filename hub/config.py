@@ -133,6 +133,11 @@ class OnnxRuntimeBackend(Strict):
     model: Path = Field(..., description="YOLO ONNX exported by ultralytics (1x(4+nc)xN output).")
     imgsz: int = Field(320, ge=32, le=2048, description="Model input size (square).")
     confidence: float = Field(0.35, ge=0, le=1, description="Minimum detection confidence.")
+    rect: bool = Field(
+        True,
+        description="Letterbox to the smallest stride-32 rectangle (320x192 for 16:9) instead of a "
+        "square when the model's input shape is dynamic: ~40% less compute, same detail.",
+    )
     iou: float = Field(0.5, ge=0, le=1, description="NMS IoU threshold.")
     providers: list[str] = Field(
         default_factory=lambda: ["CPUExecutionProvider"],

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detectors.backends.base import Image, classwise_nms, letterbox, make_detections
+from detectors.backends.base import Image, classwise_nms, letterbox, make_detections, rect_canvas
 from detectors.detections import Detections
 from hub.config import OnnxRuntimeBackend
 from hub.errors import DetectorError, ModelNotFoundError
@@ -101,6 +101,8 @@ class OnnxRuntimeDetector:
         batch, _, height, width = inp.shape
         self._dynamic_batch = not isinstance(batch, int)
         self._size = cfg.imgsz
+        # Rectangular inputs only when the model takes any height/width (exported dynamic).
+        self._rect = cfg.rect and not (isinstance(height, int) and isinstance(width, int))
         if isinstance(height, int) and isinstance(width, int):
             if height != width:
                 raise DetectorError(f"{path}: only square inputs are supported, model has {width}x{height}")
@@ -119,10 +121,11 @@ class OnnxRuntimeDetector:
         self._cfg = cfg
         self._lock = threading.Lock()
         log.info(
-            "onnxruntime loaded %s (providers %s, input %d, dynamic batch %s, labels %s)",
+            "onnxruntime loaded %s (providers %s, input %d%s, dynamic batch %s, labels %s)",
             path,
             self._session.get_providers(),
             self._size,
+            " rect" if self._rect else "",
             self._dynamic_batch,
             self.labels,
         )
@@ -130,7 +133,8 @@ class OnnxRuntimeDetector:
     def infer(self, images: list[Image]) -> list[Detections]:
         if not images:
             return []
-        prepared = [letterbox(im, self._size) for im in images]
+        canvas = rect_canvas([im.shape for im in images], self._size) if self._rect else None
+        prepared = [letterbox(im, self._size, canvas=canvas) for im in images]
         stacked = np.stack([p[0] for p in prepared])[..., ::-1].transpose(0, 3, 1, 2)
         blob = np.ascontiguousarray(stacked, dtype=np.float32) / np.float32(255.0)
         with self._lock:

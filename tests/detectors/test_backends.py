@@ -197,3 +197,18 @@ def test_missing_runtime_names_the_install(monkeypatch: pytest.MonkeyPatch, fall
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
     with pytest.raises(DetectorError, match="pip install onnxruntime"):
         load_backend(OnnxRuntimeBackend(model=fall_onnx))
+
+
+def test_rect_inference_keeps_detections_with_fewer_pixels(fall_onnx: Path, bus_image: Image) -> None:
+    from detectors.backends.base import rect_canvas
+
+    wide = cv2.resize(bus_image, (640, 360))  # a 16:9 camera frame
+    assert rect_canvas([wide.shape], 320) == (320, 192)
+    assert rect_canvas([wide.shape, bus_image.shape], 320) == (320, 320)  # a batch shares one canvas
+    square = load_backend(OnnxRuntimeBackend(model=fall_onnx, imgsz=320, rect=False, confidence=0.25))
+    rect = load_backend(OnnxRuntimeBackend(model=fall_onnx, imgsz=320, confidence=0.25))
+    a, b = square.infer([wide])[0], rect.infer([wide])[0]
+    assert len(a) >= 3
+    assert len(b) == len(a), (a.to_json(), b.to_json())
+    ious = box_iou(a.xyxy, b.xyxy)
+    assert (ious.max(axis=1) > 0.85).all(), (a.to_json(), b.to_json())
