@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -42,6 +44,8 @@ from hub.redact import redact_url
 log = logging.getLogger(__name__)
 
 DATABASE = "hub"
+#: Where a root-run hub keeps what the unprivileged PostgreSQL user cannot reach in its state dir.
+ROOT_FALLBACK = Path("/var/lib/sanwang-hub/embedded-postgres")
 SUPERUSER = "postgres"
 
 
@@ -55,6 +59,13 @@ def bin_dir() -> Path:
     if not (path / "postgres").exists():
         raise EmbeddedServiceError(f"no PostgreSQL binaries in {path}")
     return path
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("embedded-postgres")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -155,17 +166,54 @@ class EmbeddedPostgres:
                 "--pdeathsig", "INT", *argv]
 
     @staticmethod
-    def _check_traversable(path: Path, user: pwd.struct_passwd) -> None:
+    def _blocked_at(path: Path, user: pwd.struct_passwd) -> Path | None:
+        """The first directory on ``path`` that ``user`` cannot enter, or None."""
         for parent in [path, *path.parents]:
             st = parent.stat()
-            if st.st_uid == user.pw_uid:
-                continue
-            if not st.st_mode & 0o001:
-                raise EmbeddedServiceError(
-                    f"PostgreSQL runs as OS user {user.pw_name!r} (it refuses root) but cannot enter "
-                    f"{parent}; choose a hub.state_dir it can reach (e.g. under /var/lib) "
-                    f"or chmod o+x {parent}"
-                )
+            if st.st_uid != user.pw_uid and not st.st_mode & 0o001:
+                return parent
+        return None
+
+    def _reachable_paths(self, bins: Path, user: pwd.struct_passwd) -> Path:
+        """As root, PostgreSQL runs as ``user``; move what it cannot reach to ``ROOT_FALLBACK``.
+
+        A checkout under ``/root`` (mode 0700) is the usual case: the binaries are staged once
+        into the fallback dir, and the data dir lives there under a name derived from the
+        state dir, so it is the same directory on every start.
+        """
+        blocked = self._blocked_at(self.root, user)
+        if blocked is not None:
+            key = hashlib.sha1(str(self.root).encode()).hexdigest()[:12]
+            fallback = ROOT_FALLBACK / f"data-{key}"
+            log.warning("PostgreSQL runs as OS user %r (it refuses root) and cannot enter %s; keeping the "
+                        "embedded database for %s in %s", user.pw_name, blocked, self.root, fallback)
+            self._relocate(fallback)
+        if self._blocked_at(bins, user) is None:
+            return bins
+        package = bins.parents[1]  # .../site-packages/embedded_postgres
+        staged = ROOT_FALLBACK / f"bin-{_package_version()}"
+        if not (staged / "embedded_postgres" / "pginstall" / "bin" / "postgres").exists():
+            log.info("staging PostgreSQL binaries in %s (user %r cannot reach %s)", staged, user.pw_name,
+                     package)
+            tmp = staged.with_name(staged.name + f".tmp{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(package / "pginstall", tmp / "embedded_postgres" / "pginstall", symlinks=True)
+            libs = package.with_name("embedded_postgres.libs")
+            if libs.is_dir():
+                shutil.copytree(libs, tmp / "embedded_postgres.libs", symlinks=True)
+            for d in (ROOT_FALLBACK, tmp):
+                d.chmod(0o755)
+            os.replace(tmp, staged)
+        return staged / "embedded_postgres" / "pginstall" / "bin"
+
+    def _relocate(self, root: Path) -> None:
+        self.root = root
+        self.data_dir = root / "data"
+        self.log_file = root / "postgres.log"
+        self.password_file = root / "password"
+        root.mkdir(parents=True, exist_ok=True)
+        for d in (ROOT_FALLBACK, root):
+            d.chmod(0o755)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -176,8 +224,7 @@ class EmbeddedPostgres:
         user = self._user()
         if user is not None:
             self.root.chmod(0o755)
-            self._check_traversable(self.root, user)
-            self._check_traversable(bins, user)
+            bins = self._reachable_paths(bins, user)
         fresh = not (self.data_dir / "PG_VERSION").exists()
         log.info("starting embedded PostgreSQL in %s (%s)%s", self.data_dir,
                  "new cluster" if fresh else "existing data", f" as OS user {user.pw_name}" if user else "")

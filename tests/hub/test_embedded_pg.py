@@ -134,3 +134,29 @@ async def test_stale_postmaster_from_earlier_run_is_stopped(state_dir: Path) -> 
         async with await psycopg.AsyncConnection.connect(url) as conn:
             assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
     assert postgres_pids(first.data_dir) == []
+
+
+async def test_state_dir_the_postgres_user_cannot_enter_still_works(tmp_path: Path) -> None:
+    """A checkout under /root (0700): as root, the data moves to a reachable place, stably."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    state = private / "state"
+    first = EmbeddedPostgres(state)
+    async with first as url, await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("CREATE TABLE kept (v text)")
+        await conn.execute("INSERT INTO kept VALUES ('here')")
+    second = EmbeddedPostgres(state)
+    try:
+        async with second as url, await psycopg.AsyncConnection.connect(url) as conn:
+            cur = await conn.execute("SELECT v FROM kept")
+            assert await cur.fetchall() == [("here",)]
+        assert second.data_dir == first.data_dir
+        if os.geteuid() == 0:  # PostgreSQL ran as another user, who cannot enter `private`
+            assert not str(first.data_dir).startswith(str(private))
+        else:
+            assert str(first.data_dir).startswith(str(state))
+        assert postgres_pids(first.data_dir) == []
+    finally:
+        import shutil
+
+        shutil.rmtree(first.root, ignore_errors=True)
