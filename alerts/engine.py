@@ -230,10 +230,16 @@ class AlertEngine:
         if correlated:
             door_kind = trig.kind if trig.door_device else inc.kind
             door_name = trig.where if trig.door_device else str(inc.sources[0].get("name", ""))
-            inc.cls = stronger(inc.cls, classify(door_kind, night=night, correlated=True))
-            inc.kind = door_kind
-            new_title = title(door_kind, door_name) + " · 有人 person seen"
-            fields.update(cls=inc.cls, kind=inc.kind, title=new_title)
+            cand = classify(door_kind, night=night, correlated=True)
+            # A later, milder door event (the forced door closing and opening again) must not
+            # rename an incident a stronger one already named.
+            renames = (trig.door_device is None or inc.kind not in DOOR_TRIGGERS
+                       or stronger(inc.cls, cand) != inc.cls)
+            inc.cls = stronger(inc.cls, cand)
+            fields["cls"] = inc.cls
+            if renames:
+                inc.kind = door_kind
+                fields.update(kind=inc.kind, title=title(door_kind, door_name) + " · 有人 person seen")
         inc.api = await self.db.update_incident(inc.id, **fields)
         if correlated:
             await self.db.add_history(inc.id, inc.api["state"], action="correlate",

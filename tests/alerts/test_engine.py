@@ -203,3 +203,28 @@ async def test_door_events_by_day_and_night(pg_url: str, tmp_path: Path) -> None
         assert listed["door_opened"]["evidence"]  # snapshot from the door's linked camera
         await db.flush()
         assert await rows(pg_url, "SELECT count(*) FROM events") == [(5,)]
+
+
+async def test_milder_door_event_does_not_rename_a_forced_door_incident(rig: Rig) -> None:
+    """Person, then the door forced, then the same door opened again: still 'Door forced'."""
+    now = time.time()
+    rig.bus.publish(TOPIC_RULE_HIT, person_hit("cam1", now - 2))
+    await asyncio.sleep(0.05)
+    rig.bus.publish(TOPIC_SOURCE_EVENT, door_forced(now))
+    await asyncio.sleep(0.05)
+    rig.bus.publish(TOPIC_SOURCE_EVENT,
+                    SourceEvent(source_id="door1", kind=EventKind.DOOR_OPENED, at=now + 5, grid="440106001"))
+
+    async def three_alerts() -> bool:
+        return rig.bus.published["alert"] == 3
+
+    await until(three_alerts)
+    await rig.db.flush()
+    listed = await rig.db.list_incidents()
+    assert len(listed) == 1
+    inc = listed[0]
+    assert inc["kind"] == "door_forced"
+    assert inc["class"] == "emergency"
+    assert inc["title"].startswith("强行开门 Door forced")
+    assert {s.get("kind") or s.get("rule") for s in inc["sources"]} == {"intrusion", "door_forced",
+                                                                         "door_opened"}
