@@ -105,7 +105,6 @@ class Hub:
 
             from alerts.engine import AlertEngine
             from alerts.evidence import EvidenceStore
-            from alerts.mqtt_out import IncidentPublisher
             from detectors.analyzer import Analyzer
             from streams.reader import StreamReader
 
@@ -138,29 +137,7 @@ class Hub:
             tasks["alerts"] = engine.run
             tasks["devices-status"] = self._track_devices
             tasks["reader-metrics"] = lambda: self._sync_reader_metrics(readers)
-            if mqtt is not None:
-                from adapters.mqtt_devices import DeviceHub
-
-                device_hub = DeviceHub(self.cfg.devices, self.bus, mqtt, metrics=self.metrics,
-                                       held_open_s=self.cfg.alerts.held_open_s)
-                tasks["devices"] = device_hub.run
-                tasks["mqtt-out"] = IncidentPublisher(self.bus, mqtt, self.cfg.mqtt.topic_prefix).run
-                if self.cfg.demo.sensors and self.cfg.devices:
-                    from adapters.mqtt_client import MqttClient
-                    from hub.demo_sensors import DemoSensors
-
-                    # The simulated devices are separate MQTT clients, like real village sensors.
-                    sim_id = f"{self.cfg.mqtt.client_id}-demo-sensors"
-                    sim_client = MqttClient(self.mqtt_url, sim_id, clean_session=True)
-                    sim = await stack.enter_async_context(sim_client)
-                    sensors = DemoSensors(self.cfg.devices, sim, self.cfg.demo.sensor_interval_s)
-
-                    async def simulate() -> None:
-                        # Like devices that were there before the hub: start once it listens.
-                        await device_hub.ready.wait()
-                        await sensors.run()
-
-                    tasks["demo-sensors"] = simulate
+            await self._add_mqtt_tasks(stack, mqtt, tasks)
 
             from hub.view import RuntimeView
 
@@ -172,6 +149,33 @@ class Hub:
             await self._run_tasks(tasks)
             log.info("stopping: flushing writes and stopping embedded services")
         log.info("hub stopped")
+
+    async def _add_mqtt_tasks(self, stack: contextlib.AsyncExitStack, mqtt: Any,
+                              tasks: dict[str, Callable[[], Coroutine[Any, Any, Any]]]) -> None:
+        """Door/lock adapters, incidents out over MQTT, and the demo's simulated sensors."""
+        from adapters.mqtt_devices import DeviceHub
+        from alerts.mqtt_out import IncidentPublisher
+
+        device_hub = DeviceHub(self.cfg.devices, self.bus, mqtt, metrics=self.metrics,
+                               held_open_s=self.cfg.alerts.held_open_s)
+        tasks["devices"] = device_hub.run
+        tasks["mqtt-out"] = IncidentPublisher(self.bus, mqtt, self.cfg.mqtt.topic_prefix).run
+        if not (self.cfg.demo.sensors and self.cfg.devices):
+            return
+        from adapters.mqtt_client import MqttClient
+        from hub.demo_sensors import DemoSensors
+
+        # The simulated devices are separate MQTT clients, like real village sensors.
+        sim_id = f"{self.cfg.mqtt.client_id}-demo-sensors"
+        sim = await stack.enter_async_context(MqttClient(self.mqtt_url, sim_id, clean_session=True))
+        sensors = DemoSensors(self.cfg.devices, sim, self.cfg.demo.sensor_interval_s)
+
+        async def simulate() -> None:
+            # Like devices that were there before the hub: start once it listens.
+            await device_hub.ready.wait()
+            await sensors.run()
+
+        tasks["demo-sensors"] = simulate
 
     async def _run_tasks(self, tasks: dict[str, Callable[[], Coroutine[Any, Any, Any]]]) -> None:
         async def supervised(name: str, factory: Callable[[], Coroutine[Any, Any, Any]]) -> None:
