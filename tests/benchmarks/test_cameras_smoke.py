@@ -49,7 +49,12 @@ def test_hub_trial_reports_sane_numbers(camera: tuple[RtspServer, str], pg_url: 
     assert r["alerts_path"] is True
     assert r["analysed_fps_min"] > 0
     assert r["decoded_fps_min"] > 15  # a 25 fps stream, decoded live
-    assert r["frames_analysed"] == r["frames_gated"] + r["frames_inferred"]
+    # Every analysed frame is gated or inferred. A frame is counted as analysed when it arrives and
+    # as inferred when its inference returns, so at each edge of the measuring window up to the two
+    # frames a camera may have in flight (one in inference, one waiting) fall on different sides.
+    in_flight = 2 * r["cameras"]
+    assert abs(r["frames_analysed"] - (r["frames_gated"] + r["frames_inferred"])) <= in_flight
+    assert r["frames_analysed"] > 10
     assert r["infer_calls"] > 0
     assert r["infer_ms_per_call"] > 0
     assert 0 < r["decode_only"]["cores_per_camera"] < 2
