@@ -11,6 +11,7 @@ import numpy.typing as npt
 import pytest
 
 from detectors.models import ensure_fall_onnx
+from detectors.tracker import iou_matrix
 
 Image = npt.NDArray[np.uint8]
 
@@ -32,17 +33,8 @@ def _asset(name: str) -> Path:
 
 
 def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """IoU matrix between boxes ``a`` (N×4) and ``b`` (M×4), xyxy."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return np.asarray(inter / (area_a[:, None] + area_b[None, :] - inter), np.float64)
+    """IoU matrix between boxes ``a`` (N×4) and ``b`` (M×4), xyxy (the tracker's own)."""
+    return iou_matrix(np.asarray(a, np.float64), np.asarray(b, np.float64))
 
 
 @pytest.fixture(scope="session")
