@@ -59,12 +59,11 @@ def resolve_cameras(cameras: list[CameraConfig], state_dir: Path) -> list[Camera
 
 
 class Hub:
-    def __init__(self, cfg: HubConfig, *, config_path: Path | None = None) -> None:
+    def __init__(self, cfg: HubConfig) -> None:
         self.cfg = cfg
-        self.config_path = config_path
         self.bus = Bus()
         self.metrics = Metrics()
-        self.state = LiveState(cfg.cameras, cfg.devices, self.bus, self.metrics)
+        self.state = LiveState(cfg.cameras, self.bus, self.metrics)
         self.components: dict[str, str] = {}
         self.http_url: str | None = None
         self.mqtt_url: str | None = None
@@ -135,14 +134,13 @@ class Hub:
             }
             tasks["analyzer"] = lambda: analyzer.run(readers)
             tasks["alerts"] = engine.run
-            tasks["devices-status"] = self._track_devices
             tasks["reader-metrics"] = lambda: self._sync_reader_metrics(readers)
-            await self._add_mqtt_tasks(stack, mqtt, tasks)
+            device_hub = await self._add_mqtt_tasks(stack, mqtt, tasks)
 
             from hub.view import RuntimeView
 
             view = RuntimeView(self.cfg, self.bus, self.metrics, self.state, db, readers, analyzer,
-                               evidence_dir, self.components)
+                               device_hub, evidence_dir, self.components)
             await self._start_web(stack, view)
             self._banner(cameras, time.monotonic() - started)
             self.ready.set()
@@ -151,7 +149,7 @@ class Hub:
         log.info("hub stopped")
 
     async def _add_mqtt_tasks(self, stack: contextlib.AsyncExitStack, mqtt: Any,
-                              tasks: dict[str, Callable[[], Coroutine[Any, Any, Any]]]) -> None:
+                              tasks: dict[str, Callable[[], Coroutine[Any, Any, Any]]]) -> Any:
         """Door/lock adapters, incidents out over MQTT, and the demo's simulated sensors."""
         from adapters.mqtt_devices import DeviceHub
         from alerts.mqtt_out import IncidentPublisher
@@ -161,7 +159,7 @@ class Hub:
         tasks["devices"] = device_hub.run
         tasks["mqtt-out"] = IncidentPublisher(self.bus, mqtt, self.cfg.mqtt.topic_prefix).run
         if not (self.cfg.demo.sensors and self.cfg.devices):
-            return
+            return device_hub
         from adapters.mqtt_client import MqttClient
         from hub.demo_sensors import DemoSensors
 
@@ -176,6 +174,7 @@ class Hub:
             await sensors.run()
 
         tasks["demo-sensors"] = simulate
+        return device_hub
 
     async def _run_tasks(self, tasks: dict[str, Callable[[], Coroutine[Any, Any, Any]]]) -> None:
         async def supervised(name: str, factory: Callable[[], Coroutine[Any, Any, Any]]) -> None:
@@ -204,14 +203,6 @@ class Hub:
                 tg.create_task(stopper(), name="stopper")
         except* _Shutdown:
             pass
-
-    async def _track_devices(self) -> None:
-        from hub.bus import TOPIC_DEVICE
-
-        async with self.bus.subscription(TOPIC_DEVICE) as sub:
-            async for _topic, data in sub:
-                if isinstance(data, dict):
-                    self.state.device_update(data)
 
     async def _sync_reader_metrics(self, readers: dict[str, Any], period_s: float = 1.0) -> None:
         """Mirror the readers' thread-side counters into Prometheus counters."""

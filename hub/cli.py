@@ -85,7 +85,7 @@ def _run(path: Path, log_level: str | None) -> int:
     from hub.app import Hub  # heavy imports (cv2, av) only when running
 
     try:
-        asyncio.run(Hub(cfg, config_path=path).run_until_signal())
+        asyncio.run(Hub(cfg).run_until_signal())
     except HubError as exc:
         log.error("%s", exc)
         return 1

@@ -1,6 +1,6 @@
-"""Live state of cameras and devices, kept from bus messages and reader callbacks.
+"""Live state of cameras, kept from reader callbacks (devices: ``DeviceHub.status()``).
 
-This is what the API reports for ``/api/cameras`` and ``/api/devices`` and what the
+This is what the API reports for ``/api/cameras`` and what the
 health endpoint summarises. Credentials never enter it: URLs are redacted on the way in.
 """
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hub.bus import TOPIC_CAMERA, Bus
-from hub.config import CameraConfig, DeviceConfig
+from hub.config import CameraConfig
 from hub.metrics import Metrics
 from hub.redact import redact_text
 
@@ -42,31 +42,11 @@ class CameraState:
         return data
 
 
-@dataclass
-class DeviceState:
-    cfg: DeviceConfig
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        base: dict[str, Any] = {
-            "id": self.cfg.id,
-            "name": self.cfg.name or self.cfg.id,
-            "grid": self.cfg.grid,
-            "kind": self.cfg.kind,
-            "status": "unknown",
-            "cameras": list(self.cfg.cameras),
-        }
-        base.update({k: v for k, v in self.data.items() if k not in {"id", "grid", "kind"}})
-        return base
-
-
 class LiveState:
-    def __init__(self, cameras: list[CameraConfig], devices: list[DeviceConfig], bus: Bus,
-                 metrics: Metrics) -> None:
+    def __init__(self, cameras: list[CameraConfig], bus: Bus, metrics: Metrics) -> None:
         self.bus = bus
         self.metrics = metrics
         self.cameras = {c.id: CameraState(c) for c in cameras}
-        self.devices = {d.id: DeviceState(d) for d in devices}
 
     def camera_status(self, camera_id: str, online: bool, reason: str) -> None:
         """Reader callback (runs on the loop): record a transition and publish it."""
@@ -76,8 +56,3 @@ class LiveState:
         cam.online, cam.reason, cam.since = online, reason, time.time()
         self.metrics.camera_online.labels(camera_id).set(1 if online else 0)
         self.bus.publish(TOPIC_CAMERA, cam.to_json())
-
-    def device_update(self, data: dict[str, Any]) -> None:
-        dev = self.devices.get(str(data.get("id", "")))
-        if dev is not None:
-            dev.data.update(data)

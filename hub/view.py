@@ -13,6 +13,7 @@ from hub.metrics import Metrics
 from hub.state import LiveState
 
 if TYPE_CHECKING:
+    from adapters.mqtt_devices import DeviceHub
     from detectors.analyzer import Analyzer
     from detectors.detections import Detections
     from hub.storage import Database
@@ -35,6 +36,7 @@ class RuntimeView:
         db: Database,
         readers: dict[str, StreamReader],
         analyzer: Analyzer,
+        device_hub: DeviceHub,
         evidence_dir: Path,
         components: dict[str, str],
     ) -> None:
@@ -45,6 +47,7 @@ class RuntimeView:
         self.db = db
         self.readers = readers
         self.analyzer = analyzer
+        self.device_hub = device_hub
         self.evidence_dir = evidence_dir
         self.components = components
 
@@ -66,7 +69,7 @@ class RuntimeView:
         return out
 
     def devices(self) -> list[dict[str, Any]]:
-        return [d.to_json() for d in self.state.devices.values()]
+        return self.device_hub.status()
 
     def latest_frame(self, camera_id: str) -> tuple[Frame, Detections | None] | None:
         result = self.analyzer.last_result(camera_id)
