@@ -37,7 +37,7 @@ from hub.bus import (
     TOPIC_SOURCE_EVENT,
     Bus,
 )
-from hub.config import AlertsSection, CameraConfig, DeviceConfig
+from hub.config import AlertsSection, CameraBase, DeviceConfig
 from hub.events import RuleHit, SourceEvent, new_id
 from hub.metrics import Metrics
 from hub.storage import Database
@@ -74,7 +74,7 @@ class AlertEngine:
     def __init__(  # noqa: PLR0917 - positional order is the documented wiring contract
         self,
         cfg: AlertsSection,
-        cameras: list[CameraConfig],
+        cameras: list[CameraBase],
         devices: list[DeviceConfig],
         bus: Bus,
         db: Database,

@@ -52,7 +52,7 @@ from detectors.motion import MotionGate
 from detectors.tracker import ByteTracker
 from detectors.zones import ZoneRule
 from hub.bus import TOPIC_DETECTIONS, TOPIC_RULE_HIT, Bus
-from hub.config import CameraConfig, DetectSection
+from hub.config import CameraBase, DetectSection
 from hub.events import RuleHit
 from hub.metrics import Metrics
 from streams.frame import Frame
@@ -163,7 +163,7 @@ class Analyzer:
     def __init__(
         self,
         cfg: DetectSection,
-        cameras: Sequence[CameraConfig],
+        cameras: Sequence[CameraBase],
         backend: DetectorBackend,
         bus: Bus,
         *,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
@@ -22,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from hub.bus import Bus
-from hub.config import CameraConfig, HubConfig
+from hub.config import CameraBase, CameraConfig, HubConfig
 from hub.errors import HubError
 from hub.metrics import Metrics
 from hub.redact import redact_url
@@ -38,17 +39,17 @@ def progress(message: str) -> None:
     log.info("%s", message)
 
 
-def resolve_cameras(cameras: list[CameraConfig], state_dir: Path) -> list[CameraConfig]:
+def resolve_cameras(cameras: list[CameraBase], state_dir: Path) -> list[CameraBase]:
     """Turn ``demo://<clip>`` URLs into generated clips under the state dir (made once, cached)."""
-    if not any(c.url.startswith("demo://") for c in cameras):
+    if not any(isinstance(c, CameraConfig) and c.url.startswith("demo://") for c in cameras):
         return list(cameras)
     from hub.demo.media import ensure_demo_media
 
     progress("preparing demo footage (the first start generates the clips)")
     media = ensure_demo_media(state_dir / "media", progress=progress)
-    out = []
+    out: list[CameraBase] = []
     for cam in cameras:
-        if not cam.url.startswith("demo://"):
+        if not isinstance(cam, CameraConfig) or not cam.url.startswith("demo://"):
             out.append(cam)
             continue
         clip = cam.url.removeprefix("demo://")
@@ -65,6 +66,7 @@ class Hub:
         self.metrics = Metrics()
         self.state = LiveState(cfg.cameras, self.bus, self.metrics)
         self.components: dict[str, str] = {}
+        self.source_devices: dict[str, dict[str, Any]] = {}  # device rows reported by sources
         self.http_url: str | None = None
         self.mqtt_url: str | None = None
         self.ready = asyncio.Event()
@@ -105,16 +107,8 @@ class Hub:
             from alerts.engine import AlertEngine
             from alerts.evidence import EvidenceStore
             from detectors.analyzer import Analyzer
-            from streams.reader import StreamReader
 
-            readers = {
-                c.id: StreamReader(
-                    c.id, c.url, width=self.cfg.detect.width, fps=self.cfg.detect.fps,
-                    transport=c.transport, loop=c.loop, realtime=c.realtime,
-                    on_status=self.state.camera_status,
-                )
-                for c in cameras if c.enabled
-            }
+            readers = self._camera_feeds(cameras, mqtt, state_dir)
             analyzer = Analyzer(self.cfg.detect, cameras, backend, self.bus, metrics=self.metrics,
                                 fall_backend=fall_backend)
             evidence_dir = state_dir / "evidence"
@@ -130,8 +124,9 @@ class Hub:
                                  timezone=self.cfg.hub.timezone)
 
             tasks: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
-                f"reader:{cid}": r.run for cid, r in readers.items()
+                f"camera:{cid}": r.run for cid, r in readers.items()
             }
+            self._add_source_tasks(mqtt, state_dir, tasks)
             tasks["analyzer"] = lambda: analyzer.run(readers)
             tasks["alerts"] = engine.run
             tasks["reader-metrics"] = lambda: self._sync_reader_metrics(readers)
@@ -140,13 +135,56 @@ class Hub:
             from hub.view import RuntimeView
 
             view = RuntimeView(self.cfg, self.bus, self.metrics, self.state, db, readers, analyzer,
-                               device_hub, evidence_dir, self.components)
+                               device_hub, evidence_dir, self.components, self.source_devices)
             await self._start_web(stack, view)
             self._banner(cameras, time.monotonic() - started)
             self.ready.set()
             await self._run_tasks(tasks)
             log.info("stopping: flushing writes and stopping embedded services")
         log.info("hub stopped")
+
+    def _context(self, mqtt: Any, state_dir: Path, source_id: str) -> Any:
+        from adapters.base import AdapterContext
+
+        directory = state_dir / "sources" / source_id
+        return AdapterContext(mqtt=mqtt, state_dir=directory, metrics=self.metrics,
+                              on_status=self._device_status,
+                              options={"held_open_s": self.cfg.alerts.held_open_s})
+
+    def _device_status(self, row: dict[str, Any]) -> None:
+        from hub.bus import TOPIC_DEVICE
+
+        self.source_devices[str(row.get("id"))] = row
+        self.bus.publish(TOPIC_DEVICE, row)
+
+    def _camera_feeds(self, cameras: list[CameraBase], mqtt: Any, state_dir: Path) -> dict[str, Any]:
+        """One :class:`~hub.sources.CameraFeed` per enabled camera, each behind its adapter."""
+        from adapters.registry import create
+        from hub.sources import CameraFeed
+
+        feeds = {}
+        for cam in cameras:
+            if not cam.enabled:
+                continue
+            adapter = create(cam, self._context(mqtt, state_dir, cam.id))
+            feeds[cam.id] = CameraFeed(adapter, self.bus, self.components, width=self.cfg.detect.width,
+                                       fps=self.cfg.detect.fps, on_status=self.state.camera_status)
+        return feeds
+
+    def _add_source_tasks(self, mqtt: Any, state_dir: Path,
+                          tasks: dict[str, Callable[[], Coroutine[Any, Any, Any]]]) -> None:
+        """Event sources from ``sources:`` (third-party and in-tree adapters)."""
+        from adapters.registry import create, load_failures
+        from hub.sources import run_source
+
+        for name, error in load_failures().items():
+            self.components[f"adapter:{name}"] = "import_failed"
+            log.error("adapter %s is unavailable: %s", name, error)
+        for src in self.cfg.sources:
+            if not src.enabled:
+                continue
+            adapter = create(src, self._context(mqtt, state_dir, src.id))
+            tasks[f"source:{src.id}"] = functools.partial(run_source, adapter, self.bus, self.components)
 
     async def _add_mqtt_tasks(self, stack: contextlib.AsyncExitStack, mqtt: Any,
                               tasks: dict[str, Callable[[], Coroutine[Any, Any, Any]]]) -> Any:
@@ -293,7 +331,7 @@ class Hub:
         self.http_url = f"http://{host}:{port}/"
         self.components["web"] = "ok"
 
-    def _banner(self, cameras: list[CameraConfig], took: float) -> None:
+    def _banner(self, cameras: list[CameraBase], took: float) -> None:
         lines = [
             "",
             "=" * 64,

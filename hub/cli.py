@@ -1,4 +1,5 @@
-"""Command line: ``hub run``, ``hub config check``."""
+"""Command line: ``hub run``, ``hub config check``, ``hub demo prepare``; integrator commands
+(``hub adapters list``, ``hub probe``, ``hub discover``) live in :mod:`hub.cli_adapters`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hub import __version__
-from hub.config import HubConfig
+from hub.config import CameraConfig, HubConfig
 from hub.config_loader import load_config
 from hub.errors import ConfigError, HubError
 
@@ -41,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
     check = cfg_sub.add_parser("check", help="validate a config file; errors name file, line and field")
     check.add_argument("file", type=Path)
+
+    from hub.cli_adapters import add_commands
+
+    add_commands(sub)
     return p
 
 
@@ -71,6 +76,7 @@ def _config_check(path: Path) -> int:
     zones = sum(len(c.zones) for c in cfg.cameras)
     print(
         f"{path}: ok — {len(cfg.cameras)} cameras ({zones} zones), {len(cfg.devices)} devices, "
+        f"{len(cfg.sources)} sources, "
         f"backend {cfg.detect.backend.type}, database "
         f"{'embedded' if not cfg.database.url else 'external'}, mqtt "
         f"{'embedded' if not cfg.mqtt.url else 'external'}"
@@ -106,8 +112,8 @@ def _demo_prepare(path: Path) -> int:
     except HubError as exc:
         log.error("%s", exc)
         return 1
-    print(f"demo footage ready for {sum(1 for c in cfg.cameras if c.url.startswith('demo://'))} of "
-          f"{len(cams)} cameras in {state_dir / 'media'}")
+    demo = sum(1 for c in cfg.cameras if isinstance(c, CameraConfig) and c.url.startswith("demo://"))
+    print(f"demo footage ready for {demo} of {len(cams)} cameras in {state_dir / 'media'}")
     return 0
 
 
@@ -120,6 +126,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config_check(args.file)
         if args.command == "run":
             return _run(args.config, args.log_level)
+        if args.command in ("adapters", "probe", "discover"):
+            from hub.cli_adapters import run
+
+            _setup_logging("WARNING")
+            return run(args)
     except _BadConfig:
         return 2
     return 2  # pragma: no cover - argparse enforces the choices

@@ -6,10 +6,25 @@ in :mod:`hub.config_loader`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
+
+from adapters.base import AdapterConfig, Capability
+from adapters.camera import CameraBase, Point, ZoneConfig
+from adapters.generic import CameraConfig, SnapshotCameraConfig, infer_camera_kind
+from adapters.registry import adapter_class, parse_config
+
+__all__ = [
+    "AdapterConfig",
+    "CameraBase",
+    "CameraConfig",
+    "Point",
+    "SnapshotCameraConfig",
+    "ZoneConfig",
+]
 
 
 class Strict(BaseModel):
@@ -181,60 +196,6 @@ class DetectSection(Strict):
     threads: int = Field(1, ge=1, le=16, description="Inference worker threads.")
 
 
-Point = tuple[float, float]
-
-
-class ZoneConfig(Strict):
-    id: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Zone id, unique per camera.")
-    name: str = Field("", description="Shown to operators.")
-    rule: Literal["intrusion", "fall"] = Field("intrusion", description="Rule evaluated in this zone.")
-    polygon: list[Point] = Field(..., min_length=3, description="Points as fractions (0..1) of width/height.")
-    labels: list[str] = Field(default_factory=lambda: ["person"], description="Labels the rule applies to.")
-    min_dwell_s: float = Field(1.0, ge=0, description="Seconds an object must stay inside before a hit.")
-    cooldown_s: float = Field(30.0, ge=0, description="Per-track quiet time after a hit.")
-
-    @field_validator("polygon")
-    @classmethod
-    def _normalised(cls, pts: list[Point]) -> list[Point]:
-        for x, y in pts:
-            if not (0 <= x <= 1 and 0 <= y <= 1):
-                raise ValueError("polygon points are fractions of the frame: each x and y must be in 0..1")
-        return pts
-
-
-class CameraConfig(Strict):
-    id: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Stable camera id.")
-    name: str = Field("", description="Display name.")
-    grid: str = Field("", description="Grid code the camera belongs to.")
-    url: str = Field(
-        ...,
-        description="rtsp://, rtsps://, file://, http(s):// (MJPEG), or demo://<clip> "
-        "(a generated demo scene). ${ENV} placeholders allowed for credentials.",
-    )
-    transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport.")
-    loop: bool = Field(False, description="file:// only: play again from the start at the end.")
-    realtime: bool = Field(True, description="file:// only: pace to the clip's frame rate (a live source).")
-    enabled: bool = Field(True, description="Disabled cameras are listed but not read.")
-    zones: list[ZoneConfig] = Field(default_factory=list, description="Rule zones.")
-    location: tuple[float, float] | None = Field(None, description="(lon, lat) for the grid map.")
-
-    @field_validator("url")
-    @classmethod
-    def _scheme(cls, url: str) -> str:
-        ok = ("rtsp://", "rtsps://", "file://", "http://", "https://", "demo://")
-        if not url.startswith(ok):
-            raise ValueError(f"unsupported URL scheme; use one of {', '.join(ok)}")
-        return url
-
-    @model_validator(mode="after")
-    def _unique_zones(self) -> CameraConfig:
-        ids = [z.id for z in self.zones]
-        dup = {i for i in ids if ids.count(i) > 1}
-        if dup:
-            raise ValueError(f"zone ids must be unique per camera: {sorted(dup)}")
-        return self
-
-
 class DeviceConfig(Strict):
     id: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Stable device id.")
     name: str = Field("", description="Display name.")
@@ -285,10 +246,31 @@ class HubConfig(Strict):
     database: DatabaseSection = Field(default_factory=DatabaseSection)
     mqtt: MqttSection = Field(default_factory=MqttSection)
     detect: DetectSection = Field(default_factory=DetectSection)
-    cameras: list[CameraConfig] = Field(default_factory=list)
-    devices: list[DeviceConfig] = Field(default_factory=list)
+    cameras: list[SerializeAsAny[CameraBase]] = Field(
+        default_factory=list,
+        description="Cameras. `kind` picks the adapter (rtsp, mjpeg, file, snapshot, onvif, or an "
+        "installed third-party kind; see `hub adapters list`); left out, it follows from `url`.",
+    )
+    devices: list[DeviceConfig] = Field(
+        default_factory=list, description="Door contacts and smart locks on the hub's MQTT broker."
+    )
+    sources: list[SerializeAsAny[AdapterConfig]] = Field(
+        default_factory=list,
+        description="Other event sources, each with a `kind` (e.g. mqtt for a village system's own "
+        "broker, or an installed third-party adapter).",
+    )
     alerts: AlertsSection = Field(default_factory=AlertsSection)
     demo: DemoSection = Field(default_factory=DemoSection)
+
+    @field_validator("cameras", mode="before")
+    @classmethod
+    def _camera_kinds(cls, items: Any) -> Any:
+        return [parse_camera(i) for i in items] if isinstance(items, list) else items
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _source_kinds(cls, items: Any) -> Any:
+        return [parse_source(i) for i in items] if isinstance(items, list) else items
 
     @model_validator(mode="after")
     def _references(self) -> HubConfig:
@@ -296,6 +278,10 @@ class HubConfig(Strict):
         dup = {i for i in cam_ids if cam_ids.count(i) > 1}
         if dup:
             raise ValueError(f"camera ids must be unique: {sorted(dup)}")
+        ids = cam_ids + [d.id for d in self.devices] + [s.id for s in self.sources]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"ids must be unique across cameras, devices and sources: {sorted(dup)}")
         dev_ids = [d.id for d in self.devices]
         dup = {i for i in dev_ids if dev_ids.count(i) > 1}
         if dup:
@@ -312,3 +298,24 @@ class HubConfig(Strict):
             if missing:
                 raise ValueError(f"device {dev.id!r} links unknown cameras {missing}; known: {sorted(known)}")
         return self
+
+
+def parse_camera(item: Any) -> Any:
+    """Validate one ``cameras:`` entry with its kind's model (kind inferred from ``url`` if absent)."""
+    if not isinstance(item, Mapping):
+        return item
+    cfg = parse_config(item, default_kind=infer_camera_kind(item.get("url")) or "rtsp")
+    cls = adapter_class(cfg.kind)
+    if not isinstance(cfg, CameraBase) or Capability.STREAMS not in cls.capabilities:
+        raise ValueError(f"kind {cfg.kind!r} is not a camera adapter; list it under sources:")
+    return cfg
+
+
+def parse_source(item: Any) -> Any:
+    """Validate one ``sources:`` entry with its kind's model."""
+    if not isinstance(item, Mapping):
+        return item
+    cfg = parse_config(item)
+    if isinstance(cfg, CameraBase):
+        raise ValueError(f"kind {cfg.kind!r} is a camera adapter; list it under cameras:")
+    return cfg

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from hub.config import HubConfig
+from hub.config import AdapterConfig, HubConfig, parse_camera, parse_source
 from hub.errors import ConfigError
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -65,9 +65,9 @@ def _line_index(node: yaml.Node, path: tuple[str | int, ...] = ()) -> dict[tuple
     return lines
 
 
-def _model_for(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+def _model_for(loc: tuple[str | int, ...], root: type[BaseModel] = HubConfig) -> type[BaseModel] | None:
     """Walk the model tree along ``loc`` to find the model that owns the last key."""
-    model: type[BaseModel] | None = HubConfig
+    model: type[BaseModel] | None = root
     for part in loc[:-1]:
         if model is None or isinstance(part, int):
             continue
@@ -89,9 +89,11 @@ def _unwrap_model(ann: Any) -> type[BaseModel] | None:
     return None
 
 
-def _hint(err: Mapping[str, Any], loc: tuple[str | int, ...]) -> str | None:
+def _hint(
+    err: Mapping[str, Any], loc: tuple[str | int, ...], root: type[BaseModel] = HubConfig
+) -> str | None:
     if err["type"] == "extra_forbidden" and loc and isinstance(loc[-1], str):
-        model = _model_for(loc)
+        model = _model_for(loc, root)
         if model is not None:
             close = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1)
             if close:
@@ -110,12 +112,9 @@ def _clean_loc(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
                                                                      "onnxruntime"}))
 
 
-def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | None = None) -> HubConfig:
-    """Parse YAML text into a validated :class:`HubConfig` (raises :class:`ConfigError`)."""
-    env = os.environ if env is None else env
+def _load_yaml(text: str, file: str) -> tuple[yaml.Node | None, Any]:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
+        return yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ConfigError(
@@ -124,6 +123,12 @@ def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | Non
             line=mark.line + 1 if mark else None,
             hint="check indentation and quoting on this line",
         ) from None
+
+
+def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | None = None) -> HubConfig:
+    """Parse YAML text into a validated :class:`HubConfig` (raises :class:`ConfigError`)."""
+    env = os.environ if env is None else env
+    node, raw = _load_yaml(text, file)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -136,26 +141,99 @@ def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | Non
             if not isinstance(data[section], dict):
                 continue
             data[section][key] = env[var]
+    # Cameras and sources are validated one by one with their adapter kind's model first, so an error
+    # names the entry's own keys (and the line), whatever adapter — in-tree or third-party — it is.
+    for section, parse in (("cameras", parse_camera), ("sources", parse_source)):
+        items = data.get(section)
+        if not isinstance(items, list):
+            continue
+        for i, item in enumerate(items):
+            where = (section, i)
+            try:
+                items[i] = parse(item)
+            except ValidationError as exc:
+                raise _located(exc, lines, file, where, _model_named(exc.title)) from None
+            except ConfigError as exc:
+                raise ConfigError(exc.message, file=file, line=_line(lines, (*where, exc.field or "kind")),
+                                  field=".".join(str(p) for p in (*where, exc.field or "kind")),
+                                  hint=exc.hint) from None
+            except ValueError as exc:
+                raise ConfigError(str(exc), file=file, line=_line(lines, where),
+                                  field=f"{section}.{i}") from None
     try:
         return HubConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = _clean_loc(tuple(first["loc"]))
-        line = None
-        for n in range(len(loc), -1, -1):
-            if loc[:n] in lines:
-                line = lines[loc[:n]]
-                break
-        msg = first["msg"]
-        if len(exc.errors()) > 1:
-            msg += f" (and {len(exc.errors()) - 1} more error(s))"
-        raise ConfigError(
-            msg,
-            file=file,
-            line=line,
-            field=".".join(str(p) for p in loc) or None,
-            hint=_hint(first, loc),
-        ) from None
+        raise _located(exc, lines, file) from None
+
+
+def _line(lines: Mapping[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> int | None:
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return None
+
+
+def _located(
+    exc: ValidationError,
+    lines: Mapping[tuple[str | int, ...], int],
+    file: str,
+    prefix: tuple[str | int, ...] = (),
+    root: type[BaseModel] = HubConfig,
+) -> ConfigError:
+    """The first validation error as a ConfigError with file, line, dotted field and a hint."""
+    first = exc.errors()[0]
+    rel = _clean_loc(tuple(first["loc"]))
+    loc = (*prefix, *rel)
+    msg = first["msg"]
+    if len(exc.errors()) > 1:
+        msg += f" (and {len(exc.errors()) - 1} more error(s))"
+    return ConfigError(
+        msg,
+        file=file,
+        line=_line(lines, loc),
+        field=".".join(str(p) for p in loc) or None,
+        hint=_hint(first, rel if root is not HubConfig else loc, root),
+    )
+
+
+def _model_named(title: str) -> type[BaseModel]:
+    """The adapter config model a ValidationError came from (by its title), for hints."""
+    from adapters.registry import entries
+
+    return next((e.cls.config_model for e in entries() if e.cls.config_model.__name__ == title), HubConfig)
+
+
+def parse_adapter_config(text: str, file: str = "<snippet>", env: Mapping[str, str] | None = None
+                         ) -> AdapterConfig:
+    """One camera or source entry (YAML or JSON, optionally a one-item list), as ``hub probe`` takes it."""
+    env = os.environ if env is None else env
+    node, raw = _load_yaml(text, file)
+    if isinstance(raw, list) and len(raw) == 1 and isinstance(node, yaml.SequenceNode):
+        raw, node = raw[0], node.value[0]
+    if not isinstance(raw, dict):
+        raise ConfigError("a camera or source entry must be a mapping with at least kind: and id:",
+                          file=file, line=1)
+    lines = _line_index(node) if node is not None else {}
+    data = _substitute(raw, env, [], file)
+    camera = "url" in data
+    if not camera and isinstance(data.get("kind"), str):
+        from adapters.base import Capability
+        from adapters.registry import adapter_class
+
+        try:
+            camera = Capability.STREAMS in adapter_class(data["kind"]).capabilities
+        except ConfigError as exc:
+            raise ConfigError(exc.message, file=file, line=_line(lines, ("kind",)), field="kind",
+                              hint=exc.hint) from None
+    try:
+        cfg = (parse_camera if camera else parse_source)(data)
+    except ValidationError as exc:
+        raise _located(exc, lines, file, (), _model_named(exc.title)) from None
+    except ConfigError as exc:
+        raise ConfigError(exc.message, file=file, line=_line(lines, (exc.field or "kind",)),
+                          field=exc.field or "kind", hint=exc.hint) from None
+    assert isinstance(cfg, AdapterConfig)
+    return cfg
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> HubConfig:

@@ -59,6 +59,10 @@ class AdapterNotReady(AdapterError):
     """The device is reachable but not ready yet; retry later."""
 
 
+class AdapterUnsupported(AdapterError, NotImplementedError):
+    """The adapter has no such capability or command."""
+
+
 class StreamError(HubError):
     """A video stream could not be opened or decoded."""
 

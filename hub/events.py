@@ -35,7 +35,10 @@ class EventKind(StrEnum):
     DEVICE_OFFLINE = "device_offline"
     CAMERA_ONLINE = "camera_online"
     CAMERA_OFFLINE = "camera_offline"
-    MOTION = "motion"
+    MOTION = "motion"  # a camera's own motion detector
+    LINE_CROSSING = "line_crossing"  # a camera's own line-crossing (tripwire) rule
+    FIELD_DETECTION = "field_detection"  # a camera's own intrusion / region-entrance rule
+    VIDEO_LOSS = "video_loss"  # a camera reports its video input lost
 
 
 @dataclass(frozen=True, slots=True)

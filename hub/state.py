@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hub.bus import TOPIC_CAMERA, Bus
-from hub.config import CameraConfig
+from hub.config import CameraBase
 from hub.metrics import Metrics
 from hub.redact import redact_text
 
 
 @dataclass
 class CameraState:
-    cfg: CameraConfig
+    cfg: CameraBase
     online: bool = False
     since: float = field(default_factory=time.time)
     reason: str = "starting"
@@ -43,7 +43,7 @@ class CameraState:
 
 
 class LiveState:
-    def __init__(self, cameras: list[CameraConfig], bus: Bus, metrics: Metrics) -> None:
+    def __init__(self, cameras: list[CameraBase], bus: Bus, metrics: Metrics) -> None:
         self.bus = bus
         self.metrics = metrics
         self.cameras = {c.id: CameraState(c) for c in cameras}

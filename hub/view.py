@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,9 +17,9 @@ if TYPE_CHECKING:
     from adapters.mqtt_devices import DeviceHub
     from detectors.analyzer import Analyzer
     from detectors.detections import Detections
+    from hub.sources import CameraFeed
     from hub.storage import Database
     from streams.frame import Frame
-    from streams.reader import StreamReader
 
 
 #: Component states that count as healthy ("embedded"/"external" say where a service runs;
@@ -34,11 +35,12 @@ class RuntimeView:
         metrics: Metrics,
         state: LiveState,
         db: Database,
-        readers: dict[str, StreamReader],
+        readers: Mapping[str, CameraFeed],
         analyzer: Analyzer,
         device_hub: DeviceHub,
         evidence_dir: Path,
         components: dict[str, str],
+        source_devices: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.cfg = cfg
         self.bus = bus
@@ -50,6 +52,7 @@ class RuntimeView:
         self.device_hub = device_hub
         self.evidence_dir = evidence_dir
         self.components = components
+        self.source_devices = source_devices if source_devices is not None else {}
 
     def health(self) -> dict[str, Any]:
         comps: dict[str, Any] = dict(self.components)
@@ -69,7 +72,7 @@ class RuntimeView:
         return out
 
     def devices(self) -> list[dict[str, Any]]:
-        return self.device_hub.status()
+        return self.device_hub.status() + list(self.source_devices.values())
 
     def latest_frame(self, camera_id: str) -> tuple[Frame, Detections | None] | None:
         result = self.analyzer.last_result(camera_id)

@@ -1,0 +1,191 @@
+"""Run adapters inside the hub: cameras become frame sources, every adapter's events reach the bus.
+
+:class:`CameraFeed` is what the analyzer and the web app read for one camera. It exists from the
+start (listeners attach at once) while its adapter may still be unreachable: it resolves the
+camera's streams through the adapter (``probe`` → ``start`` → ``streams``, retried with backoff
+forever; an auth failure waits longer and is reported once), then runs a
+:class:`~streams.reader.StreamReader` on the detection stream and, for adapters with
+``Capability.EVENTS`` (ONVIF motion, tamper, line crossing), forwards their events to the bus.
+
+:func:`run_source` does the same for event-only adapters listed under ``sources:``.
+Each adapter's state is kept in the hub's components (``/api/health``): ``ok``, ``connecting``,
+``auth_failed``, ``unreachable``, ``restarting``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+from adapters.base import Adapter, Capability, DeviceInfo, StreamSet
+from hub.bus import TOPIC_SOURCE_EVENT, Bus
+from hub.errors import AdapterAuthError, AdapterError, AdapterUnsupported
+from hub.redact import redact_text
+from streams.backoff import Backoff
+from streams.frame import Frame
+from streams.reader import StatusCallback, StreamReader, StreamStats
+
+log = logging.getLogger(__name__)
+
+AUTH_RETRY_S = 300.0
+
+
+class SourceSupervisor:
+    """Connect one adapter with backoff; record its state in ``components``."""
+
+    def __init__(self, adapter: Adapter[Any], components: MutableMapping[str, str],
+                 backoff: Backoff | None = None, auth_retry_s: float = AUTH_RETRY_S) -> None:
+        self.adapter = adapter
+        self.components = components
+        self.backoff = backoff or Backoff()
+        self.auth_retry_s = auth_retry_s
+        self.info: DeviceInfo | None = None
+        self.key = f"source:{adapter.id}"
+        self._reported: str | None = None
+
+    def set_state(self, state: str, detail: str = "") -> None:
+        self.components[self.key] = state
+        if state != self._reported:
+            self._reported = state
+            level = logging.INFO if state in ("ok", "connecting") else logging.WARNING
+            log.log(level, "%s %s: %s%s", self.adapter.config.kind, self.adapter.id, state,
+                    f" ({redact_text(detail)})" if detail else "")
+
+    async def connect(self) -> None:
+        """Probe until the device answers (forever, with backoff)."""
+        self.set_state("connecting")
+        while True:
+            try:
+                self.info = await self.adapter.probe()
+                return
+            except AdapterAuthError as exc:
+                self.set_state("auth_failed", str(exc))
+                await asyncio.sleep(self.auth_retry_s)
+            except AdapterError as exc:
+                self.set_state("unreachable", str(exc))
+                await asyncio.sleep(self.backoff.failure())
+
+    async def run(self, body: Callable[[], Any]) -> None:
+        """connect → ``async with adapter`` → ``await body()``; again after any adapter failure."""
+        while True:
+            await self.connect()
+            started = time.monotonic()
+            try:
+                async with self.adapter:
+                    self.set_state("ok")
+                    await body()
+                    return
+            except AdapterAuthError as exc:
+                self.set_state("auth_failed", str(exc))
+                await asyncio.sleep(self.auth_retry_s)
+            except AdapterError as exc:
+                self.set_state("unreachable", str(exc))
+                await asyncio.sleep(self.backoff.failure(time.monotonic() - started))
+
+
+async def forward_events(adapter: Adapter[Any], bus: Bus) -> None:
+    """Publish every event of an adapter on the bus until cancelled."""
+    async for event in adapter.events():
+        bus.publish(TOPIC_SOURCE_EVENT, event)
+
+
+class CameraFeed:
+    """One camera: a frame source for the analyzer and web app, fed through its adapter."""
+
+    def __init__(
+        self,
+        adapter: Adapter[Any],
+        bus: Bus,
+        components: MutableMapping[str, str],
+        *,
+        width: int,
+        fps: float,
+        on_status: StatusCallback | None = None,
+        reader_options: dict[str, Any] | None = None,
+    ) -> None:
+        if Capability.STREAMS not in type(adapter).capabilities:
+            raise AdapterUnsupported(f"{adapter.config.kind} adapter {adapter.id!r} has no video streams")
+        self.adapter = adapter
+        self.camera_id = adapter.id
+        self.bus = bus
+        self.width = width
+        self.fps = fps
+        self.on_status = on_status
+        self.reader_options = reader_options or {}
+        self.supervisor = SourceSupervisor(adapter, components)
+        self.reader: StreamReader | None = None
+        self.streams: StreamSet | None = None
+        self._listeners: list[Callable[[], None]] = []
+        self._idle = False
+        self._empty_stats = StreamStats()
+
+    # -- FrameSource (what the analyzer and the web app use) -----------------------------------
+    def latest(self) -> Frame | None:
+        return self.reader.latest() if self.reader is not None else None
+
+    def add_frame_listener(self, callback: Callable[[], None]) -> Callable[[], None]:
+        self._listeners.append(callback)
+        remove_inner = self.reader.add_frame_listener(callback) if self.reader is not None else None
+
+        def remove() -> None:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+            if remove_inner is not None:
+                remove_inner()
+
+        return remove
+
+    def set_idle(self, idle: bool) -> None:
+        self._idle = idle
+        if self.reader is not None:
+            self.reader.set_idle(idle)
+
+    @property
+    def stats(self) -> StreamStats:
+        return self.reader.stats if self.reader is not None else self._empty_stats
+
+    @property
+    def online(self) -> bool:
+        return self.reader.online if self.reader is not None else False
+
+    def diagnostics(self) -> dict[str, Any]:
+        return {
+            "state": self.supervisor.components.get(self.supervisor.key),
+            "device": self.supervisor.info.to_json() if self.supervisor.info else None,
+            "streams": self.streams.to_json() if self.streams else None,
+            "adapter": self.adapter.diagnostics(),
+        }
+
+    # -- runtime --------------------------------------------------------------------------------
+    async def run(self) -> None:
+        await self.supervisor.run(self._serve)
+
+    async def _serve(self) -> None:
+        self.streams = await self.adapter.streams()
+        stream = self.streams.detection
+        if stream is None:
+            raise AdapterError(f"camera {self.camera_id}: the adapter returned no stream")
+        if self.reader is None or self.reader.spec.url != stream.url:
+            options = dict(self.reader_options)
+            if stream.poll_s is not None:
+                options["poll_s"] = stream.poll_s
+            reader = StreamReader(self.camera_id, stream.url, width=self.width, fps=self.fps,
+                                  transport=stream.transport, loop=stream.loop, realtime=stream.realtime,
+                                  on_status=self.on_status, **options)
+            for callback in self._listeners:
+                reader.add_frame_listener(callback)
+            reader.set_idle(self._idle)
+            self.reader = reader
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.reader.run(), name=f"reader:{self.camera_id}")
+            if Capability.EVENTS in type(self.adapter).capabilities:
+                tg.create_task(forward_events(self.adapter, self.bus), name=f"events:{self.camera_id}")
+
+
+async def run_source(adapter: Adapter[Any], bus: Bus, components: MutableMapping[str, str]) -> None:
+    """An event-only adapter: supervised connect, then its events onto the bus, forever."""
+    supervisor = SourceSupervisor(adapter, components)
+    await supervisor.run(lambda: forward_events(adapter, bus))
