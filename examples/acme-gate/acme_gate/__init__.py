@@ -1,0 +1,1 @@
+"""An example third-party sanwang-hub adapter package (see docs/adapters.md)."""

@@ -1,0 +1,77 @@
+"""The example adapter through the hub's conformance suite, against its simulated controller."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from acme_gate.simulator import AcmeGateSimulator
+
+from adapters.conformance import AdapterCase, AdapterConformance, first_event
+from adapters.registry import create, entries
+from hub.errors import AdapterNotReady
+from hub.events import EventKind
+
+TOKEN = "acme-secret-token-42"
+
+
+@pytest.fixture
+async def controller() -> AsyncIterator[AcmeGateSimulator]:
+    sim = await AcmeGateSimulator(TOKEN).start()
+    yield sim
+    await sim.stop()
+
+
+def config(sim: AcmeGateSimulator) -> dict[str, object]:
+    return {"kind": "acme-gate", "id": "gate-north", "grid": "440111001001", "url": sim.url,
+            "token": TOKEN, "wait_s": 2, "cameras": {"1": ["cam-north"]}}
+
+
+class TestAcmeGateConformance(AdapterConformance):
+    @pytest.fixture
+    async def adapter_case(self, controller: AcmeGateSimulator) -> AdapterCase:
+        async def trigger() -> None:
+            await controller.emit("door_forced")
+
+        return AdapterCase(
+            config=config(controller),
+            secrets=[TOKEN],
+            trigger=trigger,
+            bad_auth={"token": "wrong-token-0000"},
+            unreachable={"url": "http://127.0.0.1:9", "timeout_s": 1},
+        )
+
+
+def test_found_through_its_entry_point() -> None:
+    entry = next(e for e in entries() if e.kind == "acme-gate")
+    assert entry.origin.startswith("entry point acme-gate (sanwang-hub-acme-gate)")
+
+
+async def test_events_map_to_typed_hub_events(controller: AcmeGateSimulator) -> None:
+    adapter = create(config(controller))
+    case = AdapterCase(config=config(controller))
+    async with adapter:
+        await controller.emit("unlock", method="fingerprint")
+        await controller.emit("heartbeat")  # an event type the hub has no use for: skipped
+        await controller.emit("door_open")
+        events = await first_event(adapter, case, count=2)
+    assert [e.kind for e in events] == [EventKind.LOCK_UNLOCKED, EventKind.DOOR_OPENED]
+    assert events[0].data["method"] == "fingerprint"
+    assert events[1].data["cameras"] == ["cam-north"]
+    assert events[1].source_id == "gate-north.door1"
+
+
+async def test_booting_controller_is_not_ready_then_events_resume(controller: AcmeGateSimulator) -> None:
+    adapter = create(config(controller))
+    controller.booting = True
+    with pytest.raises(AdapterNotReady):
+        await adapter.probe()
+    controller.booting = False
+    async with adapter:
+        got = asyncio.create_task(first_event(adapter, AdapterCase(config=config(controller))))
+        await asyncio.sleep(0.2)
+        await controller.emit("tamper", door="2")
+        (event,) = await got
+    assert event.kind is EventKind.TAMPER
+    assert event.source_id == "gate-north.door2"
