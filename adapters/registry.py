@@ -128,6 +128,17 @@ def load_all() -> None:
                 _State.origin = "builtin"
 
 
+def reload() -> None:
+    """Forget entry-point adapters and import failures, then look again (after installing a package)."""
+    with _lock:
+        for kind in [k for k, e in _entries.items() if e.origin != "builtin"]:
+            del _entries[kind]
+        _failures.clear()
+        _State.loaded = False
+    importlib.invalidate_caches()
+    load_all()
+
+
 def entries() -> list[AdapterEntry]:
     load_all()
     return sorted(_entries.values(), key=lambda e: e.kind)
@@ -164,6 +175,10 @@ def parse_config(raw: Mapping[str, Any], *, default_kind: str | None = None) -> 
     if not isinstance(raw, Mapping):
         raise ConfigError(f"an adapter config must be a mapping, got {type(raw).__name__}")
     kind = raw.get("kind", default_kind)
+    if kind is None and "url" in raw:  # a camera given by URL alone: rtsp://, http://, file://
+        from adapters.generic import infer_camera_kind
+
+        kind = infer_camera_kind(raw["url"])
     if not isinstance(kind, str) or not kind:
         raise ConfigError("missing 'kind'", field="kind", hint="see `hub adapters list` for the kinds")
     cls = adapter_class(kind)

@@ -215,8 +215,8 @@ def parse_adapter_config(text: str, file: str = "<snippet>", env: Mapping[str, s
                           file=file, line=1)
     lines = _line_index(node) if node is not None else {}
     data = _substitute(raw, env, [], file)
-    camera = "url" in data
-    if not camera and isinstance(data.get("kind"), str):
+    camera = "url" in data and "kind" not in data
+    if isinstance(data.get("kind"), str):
         from adapters.base import Capability
         from adapters.registry import adapter_class
 
@@ -232,6 +232,8 @@ def parse_adapter_config(text: str, file: str = "<snippet>", env: Mapping[str, s
     except ConfigError as exc:
         raise ConfigError(exc.message, file=file, line=_line(lines, (exc.field or "kind",)),
                           field=exc.field or "kind", hint=exc.hint) from None
+    except ValueError as exc:
+        raise ConfigError(str(exc), file=file, line=1) from None
     assert isinstance(cfg, AdapterConfig)
     return cfg
 

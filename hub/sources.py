@@ -105,6 +105,7 @@ class CameraFeed:
         fps: float,
         on_status: StatusCallback | None = None,
         reader_options: dict[str, Any] | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         if Capability.STREAMS not in type(adapter).capabilities:
             raise AdapterUnsupported(f"{adapter.config.kind} adapter {adapter.id!r} has no video streams")
@@ -115,7 +116,7 @@ class CameraFeed:
         self.fps = fps
         self.on_status = on_status
         self.reader_options = reader_options or {}
-        self.supervisor = SourceSupervisor(adapter, components)
+        self.supervisor = SourceSupervisor(adapter, components, backoff)
         self.reader: StreamReader | None = None
         self.streams: StreamSet | None = None
         self._listeners: list[Callable[[], None]] = []
@@ -185,7 +186,8 @@ class CameraFeed:
                 tg.create_task(forward_events(self.adapter, self.bus), name=f"events:{self.camera_id}")
 
 
-async def run_source(adapter: Adapter[Any], bus: Bus, components: MutableMapping[str, str]) -> None:
+async def run_source(adapter: Adapter[Any], bus: Bus, components: MutableMapping[str, str],
+                     supervisor: SourceSupervisor | None = None) -> None:
     """An event-only adapter: supervised connect, then its events onto the bus, forever."""
-    supervisor = SourceSupervisor(adapter, components)
+    supervisor = supervisor or SourceSupervisor(adapter, components)
     await supervisor.run(lambda: forward_events(adapter, bus))
