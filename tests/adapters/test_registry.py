@@ -90,7 +90,9 @@ def broken_distribution(tmp_path: Path) -> Iterator[Path]:
     info = tmp_path / "village_broken-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: village-broken\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[sanwang_hub.adapters]\nvillage-broken = no_such_module_xyz:Adapter\n")
+    (info / "entry_points.txt").write_text(
+        "[sanwang_hub.adapters]\nvillage-broken = no_such_module_xyz:Adapter\n"
+    )
     sys.path.insert(0, str(tmp_path))
     registry.reload()
     yield tmp_path

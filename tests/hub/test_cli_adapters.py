@@ -13,13 +13,14 @@ from acme_gate.simulator import AcmeGateSimulator
 from tests.support.media import make_test_clip
 
 HUB = [sys.executable, "-m", "hub.cli"]
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "cli-probe-token-5"
 
 
 async def hub(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         *HUB, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parents[2])
+        stderr=asyncio.subprocess.PIPE, cwd=ROOT)
     out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), 60)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
@@ -69,7 +70,8 @@ async def test_probe_exit_codes_say_what_went_wrong(tmp_path: Path) -> None:
         assert "nope-nope-nope" not in out + err
     finally:
         await sim.stop()
-    code, _, err = await hub("probe", "kind: acme-gate\nid: g\nurl: http://127.0.0.1:9\ntoken: x\ntimeout_s: 1\n")
+    nothing_there = "kind: acme-gate\nid: g\nurl: http://127.0.0.1:9\ntoken: x\ntimeout_s: 1\n"
+    code, _, err = await hub("probe", nothing_there)
     assert code == 4, err
     code, _, err = await hub("probe", "id: g\nurl: rtsp://10.0.0.1/x\ntransprot: udp\n")
     assert code == 2

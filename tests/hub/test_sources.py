@@ -22,8 +22,8 @@ from tests.support.rtsp import RtspServer
 TOKEN = "feed-test-token-77"
 
 
-async def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_until(cond: Callable[[], bool], within_s: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + within_s
     while not cond():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
@@ -102,23 +102,23 @@ async def test_event_source_reaches_the_bus_and_survives_a_controller_outage() -
     adapter = create({"kind": "acme-gate", "id": "gate-n", "url": sim.url, "token": TOKEN, "wait_s": 1})
     supervisor = SourceSupervisor(adapter, components, Backoff(initial=0.2, maximum=0.5))
     try:
-        async with bus.subscription(TOPIC_SOURCE_EVENT) as sub:
-            async with running(run_source(adapter, bus, components, supervisor)):
-                await wait_until(lambda: components.get("source:gate-n") == "ok", 5, "connected")
-                await sim.emit("door_forced")
-                topic, event = await asyncio.wait_for(sub.get(), 10)
-                assert topic == TOPIC_SOURCE_EVENT
-                assert isinstance(event, SourceEvent)
-                assert event.kind is EventKind.DOOR_FORCED
-                # the controller goes away and comes back on the same port: events resume, none repeated
-                port = sim.port
-                await sim.stop()
-                await asyncio.sleep(1.5)
-                sim = await AcmeGateSimulator(TOKEN, port=port).start()
-                sim.events = [{"seq": 1, "type": "door_forced", "door": "1"}]  # what it already reported
-                await sim.emit("door_open")
-                topic, event = await asyncio.wait_for(sub.get(), 15)
-                assert event.kind is EventKind.DOOR_OPENED
+        async with bus.subscription(TOPIC_SOURCE_EVENT) as sub, \
+                running(run_source(adapter, bus, components, supervisor)):
+            await wait_until(lambda: components.get("source:gate-n") == "ok", 5, "connected")
+            await sim.emit("door_forced")
+            topic, event = await asyncio.wait_for(sub.get(), 10)
+            assert topic == TOPIC_SOURCE_EVENT
+            assert isinstance(event, SourceEvent)
+            assert event.kind is EventKind.DOOR_FORCED
+            # the controller goes away and comes back on the same port: events resume, none repeated
+            port = sim.port
+            await sim.stop()
+            await asyncio.sleep(1.5)
+            sim = await AcmeGateSimulator(TOKEN, port=port).start()
+            sim.events = [{"seq": 1, "type": "door_forced", "door": "1"}]  # what it already reported
+            await sim.emit("door_open")
+            topic, event = await asyncio.wait_for(sub.get(), 15)
+            assert event.kind is EventKind.DOOR_OPENED
     finally:
         await sim.stop()
 

@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 from urllib.parse import quote
 
 SERVER_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "rtsp_server.py"
@@ -23,6 +24,9 @@ class RtspServerError(RuntimeError):
 
 class RtspServer:
     """A real RTSP server serving looping H.264 clips (and optional test patterns).
+
+    With ``user``/``password`` every mount requires authentication: HTTP Basic or, with
+    ``auth="digest"``, Digest (Basic is then refused).
 
     Use as a context manager or call :meth:`start`/:meth:`stop`. The first start picks a free
     port (unless ``port`` is given); :meth:`restart` keeps it, so reader URLs stay valid.
@@ -37,6 +41,7 @@ class RtspServer:
         port: int = 0,
         user: str | None = None,
         password: str | None = None,
+        auth: Literal["basic", "digest"] = "basic",
         test_patterns: tuple[str, ...] = (),
         host: str = "127.0.0.1",
         ready_timeout: float = 10.0,
@@ -45,6 +50,7 @@ class RtspServer:
         self.port = port
         self.user = user
         self.password = password
+        self.auth = auth
         self.test_patterns = test_patterns
         self.host = host
         self.ready_timeout = ready_timeout
@@ -64,7 +70,7 @@ class RtspServer:
         for name in self.test_patterns:
             cmd += ["--test-pattern", name]
         if self.user is not None:
-            cmd += ["--user", self.user, "--password", self.password or ""]
+            cmd += ["--user", self.user, "--password", self.password or "", "--auth", self.auth]
         proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env={**os.environ, "GST_DEBUG": os.environ.get("GST_DEBUG", "1")},
