@@ -67,6 +67,7 @@ class Hub:
         self.state = LiveState(cfg.cameras, self.bus, self.metrics)
         self.components: dict[str, str] = {}
         self.source_devices: dict[str, dict[str, Any]] = {}  # device rows reported by sources
+        self.supervisors: dict[str, Any] = {}  # event sources (hub.sources.SourceSupervisor) by id
         self.http_url: str | None = None
         self.mqtt_url: str | None = None
         self.ready = asyncio.Event()
@@ -135,7 +136,8 @@ class Hub:
             from hub.view import RuntimeView
 
             view = RuntimeView(self.cfg, self.bus, self.metrics, self.state, db, readers, analyzer,
-                               device_hub, evidence_dir, self.components, self.source_devices)
+                               device_hub, evidence_dir, self.components, self.source_devices,
+                               self.supervisors)
             await self._start_web(stack, view)
             self._banner(cameras, time.monotonic() - started)
             self.ready.set()
@@ -175,7 +177,7 @@ class Hub:
                           tasks: dict[str, Callable[[], Coroutine[Any, Any, Any]]]) -> None:
         """Event sources from ``sources:`` (third-party and in-tree adapters)."""
         from adapters.registry import create, load_failures
-        from hub.sources import run_source
+        from hub.sources import SourceSupervisor, run_source
 
         for name, error in load_failures().items():
             self.components[f"adapter:{name}"] = "import_failed"
@@ -184,7 +186,9 @@ class Hub:
             if not src.enabled:
                 continue
             adapter = create(src, self._context(mqtt, state_dir, src.id))
-            tasks[f"source:{src.id}"] = functools.partial(run_source, adapter, self.bus, self.components)
+            supervisor = self.supervisors[src.id] = SourceSupervisor(adapter, self.components)
+            tasks[f"source:{src.id}"] = functools.partial(run_source, adapter, self.bus, self.components,
+                                                          supervisor)
 
     async def _add_mqtt_tasks(self, stack: contextlib.AsyncExitStack, mqtt: Any,
                               tasks: dict[str, Callable[[], Coroutine[Any, Any, Any]]]) -> Any:

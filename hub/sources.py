@@ -54,6 +54,16 @@ class SourceSupervisor:
             log.log(level, "%s %s: %s%s", self.adapter.config.kind, self.adapter.id, state,
                     f" ({redact_text(detail)})" if detail else "")
 
+    def diagnostics(self) -> dict[str, Any]:
+        return {
+            "id": self.adapter.id,
+            "kind": self.adapter.config.kind,
+            "state": self.components.get(self.key, "starting"),
+            "capabilities": sorted(str(c) for c in type(self.adapter).capabilities),
+            "device": self.info.to_json() if self.info else None,
+            "adapter": self.adapter.diagnostics(),
+        }
+
     async def connect(self) -> None:
         """Probe until the device answers (forever, with backoff)."""
         self.set_state("connecting")
@@ -153,12 +163,8 @@ class CameraFeed:
         return self.reader.online if self.reader is not None else False
 
     def diagnostics(self) -> dict[str, Any]:
-        return {
-            "state": self.supervisor.components.get(self.supervisor.key),
-            "device": self.supervisor.info.to_json() if self.supervisor.info else None,
-            "streams": self.streams.to_json() if self.streams else None,
-            "adapter": self.adapter.diagnostics(),
-        }
+        return {**self.supervisor.diagnostics(),
+                "streams": self.streams.to_json() if self.streams else None}
 
     # -- runtime --------------------------------------------------------------------------------
     async def run(self) -> None:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from adapters.mqtt_devices import DeviceHub
     from detectors.analyzer import Analyzer
     from detectors.detections import Detections
-    from hub.sources import CameraFeed
+    from hub.sources import CameraFeed, SourceSupervisor
     from hub.storage import Database
     from streams.frame import Frame
 
@@ -41,6 +41,7 @@ class RuntimeView:
         evidence_dir: Path,
         components: dict[str, str],
         source_devices: dict[str, dict[str, Any]] | None = None,
+        supervisors: Mapping[str, SourceSupervisor] | None = None,
     ) -> None:
         self.cfg = cfg
         self.bus = bus
@@ -53,6 +54,7 @@ class RuntimeView:
         self.evidence_dir = evidence_dir
         self.components = components
         self.source_devices = source_devices if source_devices is not None else {}
+        self.supervisors = supervisors or {}
 
     def health(self) -> dict[str, Any]:
         comps: dict[str, Any] = dict(self.components)
@@ -68,8 +70,17 @@ class RuntimeView:
         for cam_id, cam in self.state.cameras.items():
             reader = self.readers.get(cam_id)
             stats = dataclasses.asdict(reader.stats) if reader is not None else None
-            out.append(cam.to_json(stats))
+            row = cam.to_json(stats)
+            row["kind"] = cam.cfg.kind
+            if reader is not None:
+                row["source_state"] = reader.supervisor.components.get(reader.supervisor.key, "starting")
+                row["capabilities"] = sorted(str(c) for c in type(reader.adapter).capabilities)
+            out.append(row)
         return out
+
+    def sources(self) -> list[dict[str, Any]]:
+        rows = [feed.diagnostics() for feed in self.readers.values()]
+        return rows + [sup.diagnostics() for sup in self.supervisors.values()]
 
     def devices(self) -> list[dict[str, Any]]:
         return self.device_hub.status() + list(self.source_devices.values())

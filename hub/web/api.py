@@ -94,6 +94,11 @@ async def devices(request: web.Request) -> web.Response:
     return json_ok(request.app[VIEW].devices())
 
 
+@routes.get("/api/sources")
+async def sources(request: web.Request) -> web.Response:
+    return json_ok(request.app[VIEW].sources())
+
+
 @routes.get("/api/incidents")
 async def list_incidents(request: web.Request) -> web.Response:
     view = request.app[VIEW]

@@ -51,6 +51,11 @@ class HubView(Protocol):
         """``id``, ``name``, ``grid``, ``kind``, ``status`` and the last event."""
         ...
 
+    def sources(self) -> list[dict[str, Any]]:
+        """Every adapter (cameras and sources): ``id``, ``kind``, ``state``, device info, streams
+        (credentials redacted) and the adapter's own diagnostics."""
+        ...
+
     def latest_frame(self, camera_id: str) -> tuple[Frame, Detections | None] | None:
         """Newest frame of a camera and the detections for it (boxes in ``frame.image`` pixels)."""
         ...

@@ -132,6 +132,9 @@ class MemoryView:
                  "status": "online" if c.id in self.online else "offline",
                  "url": c.url, "stats": {"fps": 5.0, "dropped": 0}} for c in self.cfg.cameras]
 
+    def sources(self) -> list[dict[str, Any]]:
+        return [{"id": c.id, "kind": c.kind, "state": "ok"} for c in self.cfg.cameras]
+
     def devices(self) -> list[dict[str, Any]]:
         return [{"id": d.id, "name": d.name, "grid": d.grid, "kind": d.kind, "status": "online",
                  "last_event": {"kind": "door_closed", "at": 1_700_000_000.0}} for d in self.cfg.devices]
