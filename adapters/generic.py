@@ -159,9 +159,15 @@ class UrlCamera(Adapter[CameraConfig]):
         if url.startswith("demo://"):
             return DeviceInfo(self.id, self.config.kind, self.capabilities, model="demo clip",
                               extra={"clip": url.removeprefix("demo://")})
+        from streams.decode import SourceSpec  # streams (PyAV, OpenCV) load only when a camera is used
+        from streams.snapshot import probe_snapshot
+
         main = self.config.stream(url)
         try:
-            info = await asyncio.to_thread(probe_url, main)
+            if SourceSpec(url=main.url).kind == "snapshot":  # http(s)://.../*.jpg: polled, not streamed
+                info = await probe_snapshot(main.url)
+            else:
+                info = await asyncio.to_thread(probe_url, main)
         except StreamError as exc:
             raise _map_stream_error(exc, self.id) from None
         return DeviceInfo(self.id, self.config.kind, self.capabilities, model=info["codec"],
@@ -184,22 +190,14 @@ class SnapshotCamera(Adapter[SnapshotCameraConfig]):
         return with_credentials(self.config.url, self.config.username, self.config.password)
 
     async def probe(self) -> DeviceInfo:
-        from streams.snapshot import fetch_snapshot
+        from streams.snapshot import probe_snapshot
 
         try:
-            jpeg = await fetch_snapshot(self._url(), timeout_s=self.config.timeout_s)
+            info = await probe_snapshot(self._url(), timeout_s=self.config.timeout_s)
         except StreamError as exc:
             raise _map_stream_error(exc, self.id) from None
-        import cv2
-        import numpy as np
-
-        buf = np.frombuffer(jpeg, np.uint8)
-        image = await asyncio.to_thread(cv2.imdecode, buf, cv2.IMREAD_REDUCED_COLOR_2)
-        if image is None:
-            raise AdapterNotReady(f"{self.id}: {redact_url(self.config.url)} did not return a JPEG")
         return DeviceInfo(self.id, "snapshot", self.capabilities, model="jpeg",
-                          extra={"bytes": len(jpeg), "width": int(image.shape[1]) * 2,
-                                 "height": int(image.shape[0]) * 2})
+                          extra={"url": redact_url(self.config.url), **info})
 
     async def streams(self) -> StreamSet:
         url = self._url()

@@ -5,7 +5,7 @@ Run it with Debian's ``/usr/bin/python3`` (it needs ``gi`` + GstRtspServer 1.0):
 
     /usr/bin/python3 scripts/rtsp_server.py --port 8554 \
         --mount cam1=clips/gate.mp4 --mount cam2=clips/yard.mp4 [--user u --password p] \
-        [--test-pattern pattern]
+        [--auth basic|digest] [--test-pattern pattern]
 
 Each ``--mount NAME=PATH`` (an H.264 .mp4) is served at ``rtsp://HOST:PORT/NAME`` looping
 forever at real time, without re-encoding:
@@ -20,7 +20,9 @@ forever at real time, without re-encoding:
 * The media is live: a client joining later gets the stream "as it is now", like a camera.
 
 ``--test-pattern NAME`` adds ``videotestsrc ! x264enc`` (live encoding, costs CPU).
-``--user/--password`` require HTTP Basic auth for every mount. TCP and UDP transports are on.
+``--user/--password`` require authentication for every mount: HTTP Basic (``--auth basic``, the
+default) or Digest (``--auth digest``, RFC 2617 MD5 as GStreamer >= 1.16 implements it; Basic is
+then refused). TCP and UDP transports are on.
 Prints ``READY port=<port>`` on stdout once listening and ``CONNECT`` for every client
 connection. ``--watch-stdin`` exits when stdin
 closes (so the server dies with the test process that started it).
@@ -178,8 +180,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="Serve a live videotestsrc+x264enc stream at /NAME (repeatable).")
     p.add_argument("--pattern-size", default="640x360", help="WxH of test patterns.")
     p.add_argument("--pattern-fps", type=int, default=25, help="Frame rate of test patterns.")
-    p.add_argument("--user", help="Require HTTP Basic auth with this user name.")
+    p.add_argument("--user", help="Require authentication with this user name.")
     p.add_argument("--password", help="Password for --user.")
+    p.add_argument("--auth", choices=("basic", "digest"), default="basic",
+                   help="Authentication scheme required with --user (default: basic).")
     p.add_argument("--watch-stdin", action="store_true", help="Exit when stdin reaches EOF.")
     args = p.parse_args(argv)
     if not args.mount and not args.test_pattern:
@@ -220,7 +224,12 @@ def main(argv: list[str] | None = None) -> int:
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
         token.set_string("media.factory.role", "user")
-        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password), token)
+        if args.auth == "digest":
+            auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+            auth.add_digest(args.user, args.password, token)
+        else:
+            auth.set_supported_methods(GstRtsp.RTSPAuthMethod.BASIC)
+            auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password), token)
         server.set_auth(auth)
         role = Gst.Structure.new_from_string(
             "user, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"

@@ -2,7 +2,9 @@
 
 A :class:`DecodeSession` opens one container (RTSP, HTTP MJPEG or a file) and yields decoded
 video frames with their *media time* in seconds. It paces and loops ``file://`` sources, and
-turns every PyAV/FFmpeg failure into a redacted :class:`~hub.errors.StreamError`.
+turns every PyAV/FFmpeg failure into a redacted :class:`~hub.errors.StreamError`. JPEG snapshot
+URLs (:attr:`SourceSpec.poll_s`, or an ``http(s)://`` path ending in ``.jpg``/``.jpeg``) are
+polled by :class:`streams.snapshot.SnapshotSession` instead, which yields :class:`StillFrame` s.
 
 Key-frame-only ("idle") decoding: while the session's ``keyframes_only`` event is set, packets
 that are not key frames are not decoded at all (``skip_frame = NONKEY`` on the codec as well),
@@ -25,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 import av
 import av.error
 import av.logging
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -34,7 +37,8 @@ from hub.redact import redact_text, redact_url
 log = logging.getLogger(__name__)
 ffmpeg_log = logging.getLogger("streams.ffmpeg")
 
-SourceKind = Literal["rtsp", "http", "file"]
+SourceKind = Literal["rtsp", "http", "file", "snapshot"]
+SNAPSHOT_SUFFIXES = (".jpg", ".jpeg")
 _MAX_KEYLESS_S = 10.0  # key-frame-only mode gives up on a stream that flags no key frame this long
 
 
@@ -69,13 +73,19 @@ class SourceSpec:
     read_timeout: float = 1.0
     decode_threads: int = 1  # slice threads; x264-style one-slice streams gain nothing from more
     skip_loop_filter: bool = False  # ~25% less H.264 decode CPU, slightly blockier frames
+    poll_s: float | None = None  # a JPEG snapshot URL polled this often (http(s) only)
 
     @property
     def kind(self) -> SourceKind:
-        scheme = urlsplit(self.url).scheme.lower()
+        parts = urlsplit(self.url)
+        scheme = parts.scheme.lower()
+        if self.poll_s is not None and scheme not in ("http", "https"):
+            raise StreamError(f"snapshot polling needs an http(s):// URL, not {redact_url(self.url)}")
         if scheme in ("rtsp", "rtsps"):
             return "rtsp"
         if scheme in ("http", "https"):
+            if self.poll_s is not None or parts.path.lower().endswith(SNAPSHOT_SUFFIXES):
+                return "snapshot"
             return "http"
         if scheme == "file":
             return "file"
@@ -99,6 +109,8 @@ class SourceSpec:
                 opts["buffer_size"] = str(4 * 1024 * 1024)  # 720p key frames burst
                 opts["reorder_queue_size"] = "64"
             return self.url, None, opts, (self.open_timeout, self.read_timeout)
+        if kind == "snapshot":
+            raise StreamError("JPEG snapshot URLs are polled (streams.snapshot), not opened by FFmpeg")
         # HTTP MJPEG (multipart/x-mixed-replace): FFmpeg's mpjpeg demuxer, boundary from headers.
         opts = {**common, "timeout": io_timeout}
         return self.url, "mpjpeg", opts, (self.open_timeout, self.read_timeout)
@@ -129,9 +141,25 @@ def resized_size(width: int, height: int, target_width: int) -> tuple[int, int]:
     return target_width, h
 
 
-def to_bgr(frame: av.VideoFrame, width: int) -> npt.NDArray[np.uint8]:
-    """One swscale pass: colour conversion and resize to ``width`` (aspect kept)."""
+@dataclass(frozen=True, slots=True)
+class StillFrame:
+    """A decoded JPEG still: BGR ``image`` (maybe at 1/2..1/8 scale) of a ``width``×``height`` picture."""
+
+    image: npt.NDArray[np.uint8]
+    width: int
+    height: int
+
+
+def to_bgr(frame: av.VideoFrame | StillFrame, width: int) -> npt.NDArray[np.uint8]:
+    """One swscale pass: colour conversion and resize to ``width`` (aspect kept).
+
+    A :class:`StillFrame` is already BGR: it is only resized (area interpolation), if needed.
+    """
     w, h = resized_size(frame.width, frame.height, width)
+    if isinstance(frame, StillFrame):
+        if frame.image.shape[1] == w and frame.image.shape[0] == h:
+            return frame.image
+        return cast("npt.NDArray[np.uint8]", cv2.resize(frame.image, (w, h), interpolation=cv2.INTER_AREA))
     image = frame.to_ndarray(format="bgr24", width=w, height=h, interpolation="AREA")
     return cast("npt.NDArray[np.uint8]", image)
 

@@ -14,6 +14,12 @@ resumes full decoding at the next key frame (sooner when nothing was skipped sin
 Decode threads run at a lower CPU priority (``decode_nice``) so that, when the box is short of
 CPU, decoding yields to inference and the event loop instead of starving them.
 
+JPEG snapshot cameras (``poll_s=...``, or an ``http(s)://`` URL whose path ends in ``.jpg``/``.jpeg``)
+are polled instead of streamed (:class:`streams.snapshot.SnapshotSession`): one GET every
+``max(poll_s, 1/fps)`` seconds on the event loop (aiohttp, Basic or Digest auth), decoded in the
+worker thread with ``cv2.imdecode`` (at 1/2..1/8 scale when the target width allows), delivered
+like any other frame — same slot, listeners, online/offline, backoff and auth handling.
+
 Failures reconnect with jittered exponential backoff (:class:`streams.backoff.Backoff`). An
 authentication failure (RTSP/HTTP 401) is logged once and then retried only every
 ``auth_retry_s`` seconds. Online/offline transitions are reported through ``on_status`` on the
@@ -30,7 +36,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from hub.errors import StreamAuthError, StreamError
@@ -38,6 +44,7 @@ from streams.backoff import Backoff
 from streams.decode import DecodeSession, Scrubber, SourceSpec, to_bgr
 from streams.frame import Frame
 from streams.sampler import Sampler
+from streams.snapshot import SnapshotSession
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +68,7 @@ class StreamStats:
 
 
 class StreamReader:
-    """Reads one camera URL (``rtsp(s)://``, ``http(s)://`` MJPEG, ``file://``) forever.
+    """Reads one camera URL (``rtsp(s)://``, ``http(s)://`` MJPEG or JPEG snapshot, ``file://``) forever.
 
     ``width``/``fps``: sampled frames are resized to this width (aspect kept, height even) at
     this rate of media time. ``transport``: RTSP over ``tcp`` or ``udp``. ``loop``/``realtime``:
@@ -75,7 +82,9 @@ class StreamReader:
     streams, the usual camera encoding, gain nothing from more). ``skip_loop_filter``: skip
     H.264 deblocking (~25 % less decode CPU). ``decode_nice``: how much lower than the process
     the decode thread's CPU priority is (Linux; 0 = same). ``stop_timeout``: how long a
-    cancelled :meth:`run` waits for the thread before returning anyway.
+    cancelled :meth:`run` waits for the thread before returning anyway. ``poll_s``: the URL is a
+    JPEG snapshot polled every ``max(poll_s, 1/fps)`` seconds (URLs ending in ``.jpg``/``.jpeg``
+    are polled every ``1/fps`` without it); each request may take up to ``open_timeout``.
     """
 
     def __init__(
@@ -97,9 +106,12 @@ class StreamReader:
         skip_loop_filter: bool = False,
         stop_timeout: float = 2.0,
         decode_nice: int = 10,
+        poll_s: float | None = None,
     ) -> None:
         if width < 2 or fps <= 0:
             raise ValueError("width must be >= 2 and fps > 0")
+        if poll_s is not None and poll_s <= 0:
+            raise ValueError("poll_s must be > 0")
         self.camera_id = camera_id
         self.width = width
         self.fps = fps
@@ -109,8 +121,11 @@ class StreamReader:
         self.decode_nice = decode_nice
         self.spec = SourceSpec(url=url, transport=transport, loop=loop, realtime=realtime,
                                open_timeout=open_timeout, read_timeout=read_timeout,
-                               decode_threads=decode_threads, skip_loop_filter=skip_loop_filter)
-        self.spec.kind  # noqa: B018 - validates the scheme now, not in the thread
+                               decode_threads=decode_threads, skip_loop_filter=skip_loop_filter,
+                               poll_s=poll_s)
+        if self.spec.kind == "snapshot":  # also validates the scheme now, not in the thread
+            # Never poll faster than frames are sampled: the stills in between would be dropped.
+            self.spec = replace(self.spec, poll_s=max(poll_s or 0.0, 1.0 / fps))
         self.backoff = backoff or Backoff()
         self.stats = StreamStats()
         self._scrub = Scrubber(url)
@@ -125,7 +140,7 @@ class StreamReader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._idle = threading.Event()  # requested: decode key frames only
-        self._session: DecodeSession | None = None
+        self._session: DecodeSession | SnapshotSession | None = None
         self._listeners: list[FrameListener] = []
 
     # -- public state ----------------------------------------------------------------------
@@ -239,7 +254,7 @@ class StreamReader:
             self.stats.attempts += 1
             started = time.monotonic()
             self._online_at = None
-            session = DecodeSession(self.spec, self._scrub, self._stop, self.camera_id, self._idle)
+            session = self._new_session(loop)
             self._session = session
             error: StreamError | None = None
             try:
@@ -281,7 +296,14 @@ class StreamReader:
                         error, delay, time.monotonic() - started)
             self._stop.wait(delay)
 
-    def _read_session(self, session: DecodeSession, loop: asyncio.AbstractEventLoop) -> None:
+    def _new_session(self, loop: asyncio.AbstractEventLoop) -> DecodeSession | SnapshotSession:
+        if self.spec.kind == "snapshot":
+            return SnapshotSession(self.spec, self._scrub, self._stop, loop, self.camera_id,
+                                   target_width=self.width)
+        return DecodeSession(self.spec, self._scrub, self._stop, self.camera_id, self._idle)
+
+    def _read_session(self, session: DecodeSession | SnapshotSession,
+                      loop: asyncio.AbstractEventLoop) -> None:
         """Decode one session until it ends; sets ``_online_at`` at its first frame."""
         sampler = Sampler(self.fps)
         stats = self.stats
