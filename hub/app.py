@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import signal
 import time
@@ -140,6 +141,9 @@ class Hub:
                                self.supervisors)
             await self._start_web(stack, view)
             self._banner(cameras, time.monotonic() - started)
+            # Start-up built large, long-lived object graphs (ONVIF WSDL types, models): move them out
+            # of the collector's reach so full collections stay short (measured 62 -> ~26 ms).
+            gc.freeze()
             self.ready.set()
             await self._run_tasks(tasks)
             log.info("stopping: flushing writes and stopping embedded services")
