@@ -9,9 +9,14 @@
   counted when full) that a sender task flushes whenever the broker is reachable;
 - by default the session is persistent (MQTT 3.1.1 ``clean_session=False``; MQTT 5 ``clean_start=False``
   plus a session expiry) and subscriptions use QoS 1, so messages published while the hub restarts are
-  delivered when it comes back.
+  delivered when it comes back;
+- TLS (``mqtts://`` or a ``tls_context``, with a client certificate if the broker requires one) and
+  username/password (in the URL or as arguments);
+- a refused login (bad password, or a TLS client certificate the broker rejects) is logged once as an
+  error; with ``fail_on_auth=True`` the client stops and :meth:`MqttClient.messages` raises
+  :class:`hub.errors.AdapterAuthError` instead of retrying forever.
 
-Passwords in the URL never reach a log line (:mod:`hub.redact`).
+Passwords never reach a log line (:mod:`hub.redact`).
 """
 
 from __future__ import annotations
@@ -27,14 +32,21 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Self
-from urllib.parse import unquote, urlsplit
 
 import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
-from hub.errors import ConfigError
+from adapters.mqtt_broker import (
+    BrokerAddress,
+    ConnectSettings,
+    auth_refusal,
+    parse_mqtt_url,
+    probe,
+    tls_refusal,
+)
+from hub.errors import AdapterAuthError
 from hub.redact import redact_text, redact_url
+
+__all__ = ["BrokerAddress", "MqttClient", "MqttMessage", "encode_payload", "parse_mqtt_url"]
 
 log = logging.getLogger(__name__)
 
@@ -49,41 +61,6 @@ class MqttMessage:
     payload: bytes
     qos: int = 0
     retain: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    host: str
-    port: int
-    username: str | None
-    password: str | None
-    tls: bool
-
-
-def parse_mqtt_url(url: str | None) -> BrokerAddress:
-    """Parse ``mqtt://user:pass@host:1883`` or ``mqtts://...`` (``None`` = local broker on 1883)."""
-    if not url:
-        return BrokerAddress("127.0.0.1", 1883, None, None, tls=False)
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"invalid MQTT URL {redact_url(url)!r}: {exc}", field="mqtt.url") from None
-    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise ConfigError(
-            f"unsupported MQTT URL scheme {parts.scheme!r}", field="mqtt.url",
-            hint="use mqtt://user:pass@host:1883 or mqtts://host:8883",
-        )
-    if not parts.hostname:
-        raise ConfigError(f"MQTT URL {redact_url(url)!r} has no host", field="mqtt.url")
-    tls = parts.scheme in ("mqtts", "ssl")
-    return BrokerAddress(
-        host=parts.hostname,
-        port=port or (8883 if tls else 1883),
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password is not None else None,
-        tls=tls,
-    )
 
 
 def encode_payload(payload: Payload) -> bytes:
@@ -102,6 +79,9 @@ class MqttStats:
     dropped: int = 0  # outgoing messages dropped because the queue was full
     connects: int = 0
     connect_failures: int = 0
+
+
+_STOPPED = MqttMessage("\0stopped", b"")  # queued when the client gave up (fail_on_auth)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +109,9 @@ class MqttClient:
         session_expiry_s: int = 7 * 24 * 3600,
         tls_context: ssl.SSLContext | None = None,
         tls_insecure: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        fail_on_auth: bool = False,
         max_queued: int = 1000,
         max_incoming: int = 10_000,
         backoff_initial_s: float = 0.5,
@@ -138,6 +121,11 @@ class MqttClient:
     ) -> None:
         self.url = url
         self.address = parse_mqtt_url(url)
+        if username is not None or password is not None:
+            a = self.address
+            self.address = BrokerAddress(a.host, a.port, username if username is not None else a.username,
+                                         password if password is not None else a.password,
+                                         a.tls or tls_context is not None)
         self.client_id = client_id
         self.clean_session = clean_session
         self.keepalive = keepalive
@@ -147,6 +135,8 @@ class MqttClient:
         if self.address.tls and tls_context is None:
             self._tls_context = ssl.create_default_context()
         self._tls_insecure = tls_insecure
+        self._fail_on_auth = fail_on_auth
+        self.auth_error: str | None = None  # set while the broker refuses our credentials
         self._max_queued = max_queued
         self._backoff_initial = backoff_initial_s
         self._backoff_max = backoff_max_s
@@ -166,11 +156,25 @@ class MqttClient:
         self._sending = 0
         self.last_error: str | None = None
 
+    @classmethod
+    def from_settings(cls, s: ConnectSettings, **kwargs: Any) -> MqttClient:
+        """A client for already-resolved settings (address with credentials, TLS context)."""
+        client = cls(None, s.client_id, clean_session=s.clean, keepalive=s.keepalive, protocol=s.protocol,
+                     session_expiry_s=s.session_expiry_s, tls_context=s.tls_context,
+                     tls_insecure=s.tls_insecure, **kwargs)
+        client.address = s.address
+        return client
+
     # ------------------------------------------------------------------ lifecycle
     @property
     def safe_url(self) -> str:
         a = self.address
-        return redact_url(self.url) if self.url else f"mqtt://{a.host}:{a.port}"
+        scheme = "mqtts" if self._tls_context is not None else "mqtt"
+        return redact_url(self.url) if self.url else f"{scheme}://{a.host}:{a.port}"
+
+    @property
+    def tls_context(self) -> ssl.SSLContext | None:
+        return self._tls_context
 
     @property
     def online(self) -> bool:
@@ -235,6 +239,17 @@ class MqttClient:
             except aiomqtt.MqttError as exc:  # the reconnect will subscribe it
                 log.debug("subscribe %s deferred: %s", topic_filter, exc)
 
+    async def unsubscribe(self, topic_filter: str) -> None:
+        """Forget ``topic_filter`` (e.g. a device removed by discovery)."""
+        self._filters.pop(topic_filter, None)
+        client = self._client
+        if client is not None and self.online and topic_filter in self._subscribed:
+            self._subscribed.discard(topic_filter)
+            try:
+                await client.unsubscribe(topic_filter)
+            except aiomqtt.MqttError as exc:  # the next connect does not subscribe it again
+                log.debug("unsubscribe %s failed: %s", topic_filter, exc)
+
     async def publish(self, topic: str, payload: Payload, qos: int = 1, retain: bool = False) -> None:
         """Queue a message; it is sent now if online, otherwise after the next connect."""
         if len(self._out) >= self._max_queued:
@@ -248,28 +263,27 @@ class MqttClient:
         self._out_ready.set()
 
     async def messages(self) -> AsyncIterator[MqttMessage]:
-        """Every received message, across reconnects, forever."""
+        """Every received message, across reconnects, forever (until a refused login with
+        ``fail_on_auth``: then :class:`AdapterAuthError`)."""
         while True:
-            yield await self._in.get()
+            message = await self._in.get()
+            if message is _STOPPED:
+                self._in.put_nowait(_STOPPED)  # for the next reader too
+                raise AdapterAuthError(f"MQTT {self.safe_url}: {self.auth_error}")
+            yield message
 
     # ------------------------------------------------------------------ connection loop
+    def _settings(self) -> ConnectSettings:
+        return ConnectSettings(self.address, self.client_id, self.protocol, self.clean_session,
+                               self.session_expiry_s, self.keepalive, self._publish_timeout,
+                               self._tls_context, self._tls_insecure)
+
     def _make_client(self) -> aiomqtt.Client:
-        a = self.address
-        kwargs: dict[str, Any] = {}
-        if self.protocol == 5:
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            if not self.clean_session:
-                props.SessionExpiryInterval = self.session_expiry_s
-            kwargs.update(protocol=aiomqtt.ProtocolVersion.V5, clean_start=self.clean_session,
-                          properties=props)
-        else:
-            kwargs.update(protocol=aiomqtt.ProtocolVersion.V311, clean_session=self.clean_session)
-        if self._tls_context is not None:
-            kwargs.update(tls_context=self._tls_context, tls_insecure=self._tls_insecure or None)
-        return aiomqtt.Client(
-            a.host, a.port, username=a.username, password=a.password, identifier=self.client_id,
-            keepalive=self.keepalive, timeout=self._publish_timeout, **kwargs,
-        )
+        return self._settings().client()
+
+    async def probe(self, timeout_s: float = 5.0) -> dict[str, Any]:
+        """Connect once beside the real session and disconnect (see :func:`adapters.mqtt_broker.probe`)."""
+        return await probe(self._settings(), timeout_s)
 
     async def _run(self) -> None:
         failures = 0
@@ -285,6 +299,7 @@ class MqttClient:
                         self._subscribed.update(f for f, _ in pending)
                         await client.subscribe(pending)
                     self.stats.connects += 1
+                    self.auth_error = None
                     self._online.set()
                     if failures:
                         log.info("MQTT %s online again (as %s) after %d failed attempts",
@@ -296,6 +311,15 @@ class MqttClient:
                     await self._session(client)
             except (aiomqtt.MqttError, OSError) as exc:
                 self.last_error = redact_text(str(exc) or type(exc).__name__)
+                if not was_online or failures:
+                    refusal = auth_refusal(exc)
+                    if refusal is None and self._tls_context is not None:
+                        refusal = await tls_refusal(self.address.host, self.address.port, self._tls_context,
+                                                    timeout_s=2.0)
+                    if refusal is not None:
+                        self._refused(refusal)
+                        if self._fail_on_auth:
+                            return
             except Exception as exc:  # a library bug must not end the hub's MQTT for good
                 self.last_error = redact_text(f"{type(exc).__name__}: {exc}")
                 log.exception("MQTT %s: unexpected error in the connection loop", self.safe_url)
@@ -310,6 +334,16 @@ class MqttClient:
             else:
                 log.debug("MQTT %s still offline (attempt %d): %s", self.safe_url, failures, self.last_error)
             await asyncio.sleep(self._backoff(failures))
+
+    def _refused(self, reason: str) -> None:
+        if self.auth_error is None:
+            log.error("MQTT %s as %s: %s%s", self.safe_url, self.client_id, reason,
+                      "; giving up" if self._fail_on_auth else "; still retrying")
+        self.auth_error = self.last_error = reason
+        if self._fail_on_auth:
+            if self._in.full():
+                self._in.get_nowait()
+            self._in.put_nowait(_STOPPED)
 
     def _backoff(self, failures: int) -> float:
         delay = min(self._backoff_max, self._backoff_initial * 2 ** min(failures - 1, 16))

@@ -1,8 +1,8 @@
-"""Door contacts and smart locks on MQTT → ``source_event`` and ``device`` bus messages.
+"""Door contacts and smart locks on MQTT → typed :class:`SourceEvent` s and device status rows.
 
-:class:`DeviceHub` subscribes to every configured device topic and its Zigbee2MQTT availability topic
-(``<topic>/availability``), decodes payloads with the device's dialect (:mod:`adapters.dialects`) and
-keeps per-device state, so it reports *changes* and the things only state can tell:
+:class:`DeviceHub` subscribes to its dialects' topic filters (:mod:`adapters.dialects`: Zigbee2MQTT,
+JSON, Tasmota, Home Assistant discovery, declarative mappings), lets them route and decode each message,
+and keeps per-device state, so it reports *changes* and the things only state can tell:
 
 - ``door_forced``: an explicit forced/break-in alarm from a lock or access system, or a door contact
   opening while its linked lock (``DeviceConfig.lock``; a lock with its own door sensor links itself)
@@ -14,9 +14,10 @@ keeps per-device state, so it reports *changes* and the things only state can te
   ``low_battery`` once below 20 % (re-armed above 30 %), ``device_offline`` from availability or from
   ``offline_after_s`` of silence and ``device_online`` when it comes back.
 
-Bad payloads (not JSON, wrong types, larger than 64 KiB, unknown topic) are counted in
+Bad payloads (not JSON, wrong types, larger than 64 KiB, unknown topic or device) are counted in
 ``metrics.mqtt_messages{result=...}`` and :attr:`DeviceHub.counts`, logged once per device with a short
-sample, and never stop the stream.
+sample, and never stop the stream. Outputs go to the hub's bus and/or to callbacks (the ``mqtt`` source
+adapter queues them for its ``events()``).
 """
 
 from __future__ import annotations
@@ -25,25 +26,30 @@ import asyncio
 import logging
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapters.dialects import (
+    Decoded,
+    DeviceSpec,
+    Dialect,
     PayloadError,
     Reading,
-    decode_availability,
-    decoder_for,
-    parse_json_object,
+    dialects_for,
 )
-from adapters.mqtt_client import MqttClient
-from hub.bus import TOPIC_DEVICE, TOPIC_SOURCE_EVENT, Bus
-from hub.config import DeviceConfig
 from hub.events import EventKind, SourceEvent
-from hub.metrics import Metrics
+
+if TYPE_CHECKING:
+    from adapters.mqtt_client import MqttClient
+    from hub.bus import Bus
+    from hub.config import DeviceConfig
+    from hub.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-AVAILABILITY_SUFFIX = "/availability"
+EventCallback = Callable[[SourceEvent], None]
+StatusCallback = Callable[[dict[str, Any]], None]
 LOW_BATTERY = 20.0
 BATTERY_REARM = 30.0
 NEG_INF = float("-inf")
@@ -51,7 +57,7 @@ NEG_INF = float("-inf")
 
 @dataclass(slots=True)
 class DeviceState:
-    cfg: DeviceConfig
+    cfg: DeviceSpec
     online: bool | None = None
     last_seen: float | None = None
     last_event: str | None = None
@@ -73,7 +79,7 @@ class DeviceState:
     def status(self) -> dict[str, Any]:
         """The ``device`` bus message and ``GET /api/devices`` row."""
         c = self.cfg
-        return {
+        row: dict[str, Any] = {
             "id": c.id,
             "name": c.name or c.id,
             "grid": c.grid,
@@ -88,19 +94,31 @@ class DeviceState:
             "last_seen": self.last_seen,
             "lock": c.lock,
             "cameras": list(c.cameras),
+            "dialect": c.dialect,
         }
+        if c.source is not None:
+            row["source"] = c.source
+        return row
 
 
 class DeviceHub:
-    """Decode MQTT door/lock devices into ``source_event`` (SourceEvent) and ``device`` (status dict)."""
+    """Decode MQTT door/lock devices into events (SourceEvent) and status rows (dicts).
+
+    Outputs go to the bus (``source_event`` and ``device`` topics) when ``bus`` is given, and to the
+    ``on_event`` / ``on_status`` callbacks when given (the ``mqtt`` source adapter uses those).
+    ``dialects`` default to the configured devices' dialect names (zigbee2mqtt, json, tasmota).
+    """
 
     def __init__(
         self,
-        devices: list[DeviceConfig],
-        bus: Bus,
-        client: MqttClient,
+        devices: Sequence[DeviceConfig | DeviceSpec],
+        bus: Bus | None,
+        client: MqttClient | None,
         metrics: Metrics | None = None,
         *,
+        dialects: Sequence[Dialect] | None = None,
+        on_event: EventCallback | None = None,
+        on_status: StatusCallback | None = None,
         held_open_s: float = 120.0,
         forced_window_s: float = 10.0,
         failed_attempts: int = 3,
@@ -110,45 +128,69 @@ class DeviceHub:
         self.bus = bus
         self.client = client
         self.metrics = metrics
+        self.on_event = on_event
+        self.on_status = on_status
         self.held_open_s = held_open_s
         self.forced_window_s = forced_window_s
         self.failed_attempts = failed_attempts
         self.failed_window_s = failed_window_s
         self.tick_s = tick_s
         self.counts: Counter[str] = Counter()
-        self.devices: dict[str, DeviceState] = {d.id: DeviceState(d) for d in devices}
-        self._by_topic: dict[str, DeviceState] = {}
-        self._by_availability: dict[str, DeviceState] = {}
-        for st in self.devices.values():
-            if st.cfg.topic in self._by_topic:
+        specs = [DeviceSpec.of(d) for d in devices]
+        self.devices: dict[str, DeviceState] = {s.id: DeviceState(s) for s in specs}
+        seen: dict[str, str] = {}
+        for spec in specs:
+            if spec.topic and spec.topic in seen:
                 log.warning("devices %s and %s share topic %s; using %s",
-                            self._by_topic[st.cfg.topic].cfg.id, st.cfg.id, st.cfg.topic, st.cfg.id)
-            self._by_topic[st.cfg.topic] = st
-            self._by_availability[st.cfg.topic + AVAILABILITY_SUFFIX] = st
-        self._unknown_logged: set[str] = set()
+                            seen[spec.topic], spec.id, spec.topic, spec.id)
+            seen[spec.topic] = spec.id
+        self.dialects: list[Dialect] = list(dialects) if dialects is not None else dialects_for(specs)
+        self._logged: set[str] = set()  # topics / unknown devices already logged (bounded)
         self._started = time.time()
+        self._filters_changed = asyncio.Event()
+        self._subscribed: set[str] = set()
         self.ready = asyncio.Event()  # set once run() has subscribed every device topic
 
     # ------------------------------------------------------------------ runtime
+    def filters(self) -> list[str]:
+        return list(dict.fromkeys(f for d in self.dialects for f in d.filters()))
+
     async def run(self) -> None:
         """Subscribe, then decode messages and check timers forever."""
-        for topic in self._by_topic:
-            await self.client.subscribe(topic, qos=1)
-            await self.client.subscribe(topic + AVAILABILITY_SUFFIX, qos=1)
+        if self.client is None:
+            raise RuntimeError("DeviceHub.run() needs an MQTT client")
+        await self._sync_subscriptions(self.client)
         self._started = time.time()
         self.ready.set()
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._consume(), name="mqtt-devices-consume")
+            tg.create_task(self._consume(self.client), name="mqtt-devices-consume")
             tg.create_task(self._ticker(), name="mqtt-devices-timers")
+            tg.create_task(self._resubscribe(self.client), name="mqtt-devices-discovery")
 
-    async def _consume(self) -> None:
-        async for msg in self.client.messages():
+    async def _consume(self, client: MqttClient) -> None:
+        async for msg in client.messages():
             self.handle(msg.topic, msg.payload)
 
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(self.tick_s)
             self.tick()
+
+    async def _resubscribe(self, client: MqttClient) -> None:
+        while True:  # discovery added or removed state topics
+            await self._filters_changed.wait()
+            self._filters_changed.clear()
+            await self._sync_subscriptions(client)
+
+    async def _sync_subscriptions(self, client: MqttClient) -> None:
+        wanted = self.filters()
+        for topic_filter in wanted:
+            if topic_filter not in self._subscribed:
+                self._subscribed.add(topic_filter)
+                await client.subscribe(topic_filter, qos=1)
+        for topic_filter in self._subscribed - set(wanted):
+            self._subscribed.discard(topic_filter)
+            await client.unsubscribe(topic_filter)
 
     def status(self) -> list[dict[str, Any]]:
         return [st.status() for st in self.devices.values()]
@@ -157,33 +199,56 @@ class DeviceHub:
     def handle(self, topic: str, payload: bytes, now: float | None = None) -> list[SourceEvent]:
         """Decode one message; publish and return the events it caused. Never raises."""
         now = time.time() if now is None else now
-        st = self._by_topic.get(topic)
-        is_availability = False
-        if st is None:
-            st = self._by_availability.get(topic)
-            is_availability = st is not None
-        if st is None:
+        try:
+            return self._handle(topic, payload, now)
+        except Exception as exc:  # a bug in a dialect or here must not stop the stream
+            self._count("error")
+            if self._once(f"error:{topic}"):
+                log.exception("MQTT message on %r could not be handled (%s); sample %r",
+                              topic[:200], type(exc).__name__, payload[:64])
+            return []
+
+    def _handle(self, topic: str, payload: bytes, now: float) -> list[SourceEvent]:
+        decoded: list[Decoded] | None = None
+        for dialect in self.dialects:
+            try:
+                decoded = dialect.decode(topic, payload)
+            except PayloadError as exc:
+                self._bad(exc, topic, payload, dialect)
+                return []
+            if decoded is not None:
+                break
+        if decoded is None:
             self._count("unknown_topic")
-            if topic not in self._unknown_logged and len(self._unknown_logged) < 100:
-                self._unknown_logged.add(topic)
+            if self._once(f"topic:{topic}"):
                 log.warning("MQTT message on unconfigured topic %r ignored (counted)", topic[:200])
             return []
-        try:
-            if is_availability:
-                reading = Reading(available=decode_availability(payload))
-                result = "availability"
+        self._count(decoded[0].result if decoded else "ignored")
+        events: list[SourceEvent] = []
+        for item in decoded:
+            events += self._apply_decoded(item, now)
+        return events
+
+    def _apply_decoded(self, item: Decoded, now: float) -> list[SourceEvent]:
+        if item.removed or item.spec is not None:
+            self._filters_changed.set()
+        if item.removed:
+            gone = self.devices.pop(item.device, None)
+            if gone is not None:
+                log.info("device %s removed by discovery", item.device)
+                self._emit_status({**gone.status(), "status": "offline", "removed": True})
+            return []
+        st = self.devices.get(item.device)
+        if item.spec is not None:
+            if st is None:
+                log.info("device %s (%s) discovered", item.spec.id, item.spec.kind)
+                st = self.devices[item.spec.id] = DeviceState(item.spec)
             else:
-                obj = parse_json_object(payload)
-                reading = decoder_for(st.cfg.dialect)(obj, st.cfg.kind)
-                result = "ok"
-        except PayloadError as exc:
-            self._bad(st, exc.result, str(exc), payload)
+                st.cfg = item.spec
+            self._publish(st, [])
+        if item.reading is None or st is None:
             return []
-        except Exception as exc:  # a decoder bug must not stop the stream
-            self._bad(st, "error", f"{type(exc).__name__}: {exc}", payload)
-            return []
-        self._count(result)
-        events = self._apply(st, reading, now)
+        events = self._apply(st, item.reading, now)
         self._publish(st, events)
         return events
 
@@ -191,7 +256,7 @@ class DeviceHub:
         """Timers: doors held open, devices silent too long."""
         now = time.time() if now is None else now
         out: list[SourceEvent] = []
-        for st in self.devices.values():
+        for st in list(self.devices.values()):
             events: list[SourceEvent] = []
             if st.door_open and st.opened_at is not None and not st.held_sent \
                     and now - st.opened_at >= self.held_open_s:
@@ -235,6 +300,13 @@ class DeviceHub:
                 ev.append(self._event(st, EventKind.LOW_BATTERY, at, {"battery": r.battery}))
             elif r.battery >= BATTERY_REARM:
                 st.low_battery_sent = False
+        if r.battery_low is not None:
+            if r.battery_low and not st.low_battery_sent:
+                st.low_battery_sent = True
+                ev.append(self._event(st, EventKind.LOW_BATTERY, at,
+                                      {"battery": st.battery, "reason": "flag"}))
+            elif not r.battery_low and (st.battery is None or st.battery >= BATTERY_REARM):
+                st.low_battery_sent = False
         if r.tamper is not None:
             if r.tamper and not st.tamper:
                 ev.append(self._event(st, EventKind.TAMPER, at, extra))
@@ -250,8 +322,9 @@ class DeviceHub:
             if r.locked and previous is not None:
                 ev.append(self._event(st, EventKind.LOCK_LOCKED, at, extra))
             elif not r.locked and previous and r.unlocked_by is None and not recently_unlocked:
-                st.last_unlock_at, st.last_unlock_method = now, "unknown"
-                ev.append(self._event(st, EventKind.LOCK_UNLOCKED, at, {"method": "unknown", **extra}))
+                method = r.method or "unknown"
+                st.last_unlock_at, st.last_unlock_method = now, method
+                ev.append(self._event(st, EventKind.LOCK_UNLOCKED, at, {"method": method, **extra}))
 
         if r.failed_attempt:
             st.failed.append(now)
@@ -310,30 +383,60 @@ class DeviceHub:
         body: dict[str, Any] = {"name": c.name or c.id, "device_kind": c.kind, **data}
         if c.cameras:
             body["cameras"] = list(c.cameras)
+        if c.source is not None:
+            body["source"] = c.source
         st.last_event, st.last_event_at = str(kind), at
         return SourceEvent(source_id=c.id, kind=kind, at=at, grid=c.grid or None, data=body)
 
     def _publish(self, st: DeviceState, events: list[SourceEvent]) -> None:
+        from hub.bus import TOPIC_SOURCE_EVENT
+
         for event in events:
-            self.bus.publish(TOPIC_SOURCE_EVENT, event)
+            if self.bus is not None:
+                self.bus.publish(TOPIC_SOURCE_EVENT, event)
+            if self.on_event is not None:
+                self.on_event(event)
         status = st.status()
         compare = {k: v for k, v in status.items() if k != "last_seen"}
         if compare != st.published_status:
             st.published_status = compare
+            self._emit_status(status)
+
+    def _emit_status(self, status: dict[str, Any]) -> None:
+        from hub.bus import TOPIC_DEVICE
+
+        if self.bus is not None:
             self.bus.publish(TOPIC_DEVICE, status)
+        if self.on_status is not None:
+            self.on_status(status)
 
     def _count(self, result: str) -> None:
         self.counts[result] += 1
         if self.metrics is not None:
             self.metrics.mqtt_messages.labels(result=result).inc()
 
-    def _bad(self, st: DeviceState, result: str, reason: str, payload: bytes) -> None:
-        self._count(result)
-        if not st.bad_logged:
+    def _once(self, key: str) -> bool:
+        """True the first time ``key`` is seen (at most 1000 keys are remembered)."""
+        if key in self._logged or len(self._logged) >= 1000:
+            return False
+        self._logged.add(key)
+        return True
+
+    def _bad(self, exc: PayloadError, topic: str, payload: bytes, dialect: Dialect) -> None:
+        self._count(exc.result)
+        st = self.devices.get(exc.device) if exc.device else None
+        if st is not None:
+            if st.bad_logged:
+                return
             st.bad_logged = True
-            log.warning("device %s (%s, %s): ignored a bad payload: %s; sample %r "
-                        "(further bad payloads from this device are only counted)",
-                        st.cfg.id, st.cfg.topic, st.cfg.dialect, reason[:200], payload[:64])
+            what = f"device {st.cfg.id} ({topic[:200]}, {dialect.name})"
+        elif not self._once(f"bad:{exc.device or topic}"):
+            return
+        else:
+            what = f"{'device ' + exc.device if exc.device else 'message'} ({topic[:200]}, {dialect.name})"
+        log.warning("%s: ignored a bad payload (%s): %s; sample %r "
+                    "(further bad payloads from it are only counted)",
+                    what, exc.result, str(exc)[:200], payload[:64])
 
 
 def _lock_word(locked: bool | None) -> str:

@@ -96,6 +96,7 @@ class AlertEngine:
         self.cameras = {c.id: c for c in cameras}
         self.devices = {d.id: d for d in devices}
         self.doors_for_camera: dict[str, list[str]] = {}
+        self.source_links: dict[str, list[str]] = {}  # door -> cameras, learned from sources' events
         for dev in devices:
             for cam in dev.cameras:
                 self.doors_for_camera.setdefault(cam, []).append(dev.id)
@@ -142,20 +143,41 @@ class AlertEngine:
     async def handle_source_event(self, ev: SourceEvent) -> None:
         self.stats["source_events"] += 1
         await self.db.insert_event(ev)
+        dev = self.devices.get(ev.source_id)
+        if dev is None:
+            self._learn_links(ev)
         kind = str(ev.kind)
         if kind not in DEVICE_ALERTS:
             return
         if kind == "door_opened" and not (self.cfg.door_open_at_night and self.is_night(ev.at)):
             return
-        dev = self.devices.get(ev.source_id)
-        linked = list(dev.cameras) if dev else []
-        where = (dev.name or dev.id) if dev else ev.source_id
+        linked = self._door_cameras(ev.source_id)
+        where = (dev.name or dev.id) if dev else str(ev.data.get("name") or ev.source_id)
         source = {"type": "device", "id": ev.source_id, "name": where, "kind": kind, "at": _iso(ev.at)}
         await self._trigger(Trigger(
             id=ev.id, kind=kind, key=("device", ev.source_id, kind, None), at=ev.at,
             grid=ev.grid or ((dev.grid or None) if dev else None), where=where, source=source,
             snapshot_camera=linked[0] if linked else None,
             door_device=ev.source_id if kind in DOOR_TRIGGERS and linked else None, data=ev.to_json()))
+
+    def _door_cameras(self, source_id: str) -> list[str]:
+        dev = self.devices.get(source_id)
+        return list(dev.cameras) if dev is not None else self.source_links.get(source_id, [])
+
+    def _learn_links(self, ev: SourceEvent) -> None:
+        """A door from a ``sources:`` adapter names the cameras that see it in its events' data."""
+        cameras = ev.data.get("cameras")
+        if not isinstance(cameras, list | tuple):
+            return
+        links = [str(c) for c in cameras if str(c) in self.cameras]
+        if links == self.source_links.get(ev.source_id):
+            return
+        self.source_links[ev.source_id] = links
+        for doors in self.doors_for_camera.values():
+            if ev.source_id in doors:
+                doors.remove(ev.source_id)
+        for cam in links:
+            self.doors_for_camera.setdefault(cam, []).append(ev.source_id)
 
     # -- fusion --------------------------------------------------------------------------------
 
@@ -174,8 +196,7 @@ class AlertEngine:
         inc = self.index.duplicate_of(trig.key, trig.at)
         correlated = False
         if inc is None and trig.door_device is not None:
-            dev = self.devices[trig.door_device]
-            inc = self.index.person_incident_for_door(list(dev.cameras), trig.at)
+            inc = self.index.person_incident_for_door(self._door_cameras(trig.door_device), trig.at)
             correlated = inc is not None
         elif inc is None and trig.person_camera is not None:
             inc = self.index.door_incident_for_person(self.doors_for_camera[trig.person_camera], trig.at)

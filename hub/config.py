@@ -202,7 +202,10 @@ class DeviceConfig(Strict):
     kind: Literal["door_contact", "smart_lock"] = Field(..., description="What the device is.")
     grid: str = Field("", description="Grid code the device belongs to.")
     topic: str = Field(..., description="MQTT topic the device publishes on.")
-    dialect: Literal["zigbee2mqtt", "json"] = Field("zigbee2mqtt", description="Payload dialect.")
+    dialect: Literal["zigbee2mqtt", "json", "tasmota"] = Field(
+        "zigbee2mqtt",
+        description="Payload dialect (Home Assistant discovery and mappings: sources: with kind mqtt).",
+    )
     cameras: list[str] = Field(default_factory=list, description="Cameras that see this door.")
     offline_after_s: float = Field(0, ge=0, description="Report offline after this much silence (0 = never).")
     lock: str | None = Field(

@@ -5,6 +5,7 @@ Zigbee2MQTT publishes a device's whole cached state on every update, so the same
 
 - door/window contact: ``{"contact": true, "battery": 87, "tamper": false, "battery_low": false,
   "linkquality": 120, "voltage": 3000}`` — ``contact: false`` means the magnet is apart: the door is open.
+  ``battery_low`` is the only battery report of some sensors.
 - lock (ZCL DoorLock, ``lock_operation_event``): ``{"state": "LOCK"|"UNLOCK", "lock_state":
   "locked"|"not_fully_locked"|"unlocked", "action": "unlock", "action_source_name": "keypad"|"rf"|
   "manual"|"rfid", "action_user": 3, "battery": 90}``. Actions include ``lock``, ``unlock``,
@@ -93,6 +94,9 @@ def decode(obj: Mapping[str, Any], kind: DeviceKind) -> Reading:
     battery = opt_battery(obj)
     if battery is not None:
         fields["battery"] = battery
+    battery_low = opt_bool(obj, "battery_low")
+    if battery_low is not None:
+        fields["battery_low"] = battery_low
     if "availability" in obj:
         avail = obj["availability"]
         if not isinstance(avail, str) or avail.lower() not in ("online", "offline"):

@@ -1,4 +1,7 @@
-"""Payload decoders for every dialect, and garbage never crashing or stalling DeviceHub."""
+"""Payload decoders and dialects: Zigbee2MQTT, JSON, Tasmota, Home Assistant discovery, mappings.
+
+Garbage (hypothesis) goes through every decoder in test_dialects_garbage.py.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +9,25 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from adapters.dialects import (
+    MISSING,
+    Decoded,
+    DeviceSpec,
     PayloadError,
     Reading,
     decode_availability,
+    get_path,
     json_events,
     parse_json_object,
+    parse_path,
+    topic_matches,
     zigbee2mqtt,
 )
-from adapters.mqtt_client import MqttClient
-from adapters.mqtt_devices import DeviceHub
-from hub.bus import Bus
-from hub.config import DeviceConfig
-from hub.events import SourceEvent
+from adapters.dialects.homeassistant import HomeAssistant
+from adapters.dialects.mapping import MappingDialect, MappingRule
+from adapters.dialects.tasmota import Tasmota
 
 
 def z2m(obj: dict[str, Any], kind: str = "smart_lock") -> Reading:
@@ -132,45 +138,272 @@ def test_availability_and_envelope() -> None:
     assert exc.value.result == "bad_payload"
 
 
-# ---------------------------------------------------------------- property tests through DeviceHub.handle
-DEVICES = [
-    DeviceConfig(id="lock-z", kind="smart_lock", topic="p/lock-z", dialect="zigbee2mqtt", grid="g1"),
-    DeviceConfig(id="door-z", kind="door_contact", topic="p/door-z", dialect="zigbee2mqtt", lock="lock-z"),
-    DeviceConfig(id="lock-j", kind="smart_lock", topic="p/lock-j", dialect="json"),
-    DeviceConfig(id="door-j", kind="door_contact", topic="p/door-j", dialect="json", lock="lock-j"),
+def test_zigbee2mqtt_battery_low_flag() -> None:
+    assert z2m({"contact": True, "battery_low": True}, "door_contact").battery_low is True
+    with pytest.raises(PayloadError):
+        z2m({"battery_low": "yes"}, "door_contact")
+
+
+# ---------------------------------------------------------------- Tasmota
+DOOR_T = DeviceSpec(id="door-t", kind="door_contact", topic="tasmota_door", dialect="tasmota")
+LOCK_T = DeviceSpec(id="lock-t", kind="smart_lock", topic="tasmota_lock", dialect="tasmota")
+
+
+def one(decoded: list[Decoded] | None) -> Decoded:
+    assert decoded is not None and len(decoded) == 1, decoded
+    return decoded[0]
+
+
+def rd(decoded: list[Decoded] | None) -> Reading:
+    reading = one(decoded).reading
+    assert reading is not None
+    return reading
+
+
+def test_tasmota_routes_and_decodes() -> None:
+    t = Tasmota([DOOR_T, LOCK_T])
+    assert sorted(t.filters()) == ["stat/tasmota_door/+", "stat/tasmota_lock/+", "tele/tasmota_door/+",
+                                   "tele/tasmota_lock/+"]
+    lwt = one(t.decode("tele/tasmota_door/LWT", b"Offline"))
+    assert (lwt.device, lwt.reading, lwt.result) == ("door-t", Reading(available=False), "availability")
+    assert one(t.decode("tele/tasmota_door/LWT", b"Online")).reading == Reading(available=True)
+    sensor = rd(t.decode("tele/tasmota_door/SENSOR",
+                         b'{"Time":"2024-06-10T22:14:03","Switch1":"ON","Battery":87}'))
+    assert (sensor.door_open, sensor.battery) == (True, 87.0)
+    assert rd(t.decode("tele/tasmota_door/SENSOR", b'{"Switch1":"OFF"}')).door_open is False
+    # a door field one level down, in a sensor object, and a tamper contact
+    nested = rd(t.decode("tele/tasmota_door/SENSOR",
+                         b'{"DS":{"Door":"Open","BatteryPercentage":15,"Tamper":"ON"}}'))
+    assert (nested.door_open, nested.battery, nested.tamper) == (True, 15.0, True)
+    result = rd(t.decode("stat/tasmota_door/RESULT", b'{"Switch1":{"Action":"ON"}}'))
+    assert result.door_open is True
+    # a relay on a door contact is just a relay; on a lock it drives the strike (ON = unlocked)
+    assert one(t.decode("stat/tasmota_door/POWER", b"ON")).reading == Reading()
+    unlocked = rd(t.decode("stat/tasmota_lock/POWER", b"ON"))
+    assert (unlocked.locked, unlocked.method) == (False, "remote")
+    assert rd(t.decode("stat/tasmota_lock/RESULT", b'{"POWER":"OFF"}')).locked is True
+    assert rd(t.decode("tele/tasmota_lock/STATE", b'{"POWER1":"ON","Wifi":{"RSSI":60}}')).locked \
+        is False
+    assert one(t.decode("tele/tasmota_lock/INFO1", b'{"Module":"Generic"}')).reading == Reading()
+    assert t.decode("tele/other/SENSOR", b"{}") is None
+    assert t.decode("cmnd/tasmota_door/POWER", b"ON") is None
+
+
+def test_tasmota_options_and_errors() -> None:
+    t = Tasmota([DOOR_T], full_topic="village/%topic%/%prefix%/", door_switch="Switch2", open_state="OFF")
+    assert "village/tasmota_door/tele/+" in t.filters()
+    assert rd(t.decode("village/tasmota_door/tele/SENSOR", b'{"Switch2":"OFF"}')).door_open is True
+    for topic, payload in [("village/tasmota_door/tele/LWT", b"maybe"),
+                           ("village/tasmota_door/tele/SENSOR", b'{"Switch2": 3}'),
+                           ("village/tasmota_door/tele/SENSOR", b'{"Door": "ajar"}'),
+                           ("village/tasmota_door/tele/SENSOR", b'{"Battery": 300}'),
+                           ("village/tasmota_door/stat/POWER", b"\xff"),
+                           ("village/tasmota_door/tele/SENSOR", b"[]")]:
+        with pytest.raises(PayloadError) as exc:
+            t.decode(topic, payload)
+        assert exc.value.device == "door-t"
+    with pytest.raises(ValueError, match="%prefix%"):
+        Tasmota([DOOR_T], full_topic="%topic%/")
+
+
+# ---------------------------------------------------------------- Home Assistant discovery
+Z2M_DEVICE = {"identifiers": ["zigbee2mqtt_0x00158d0001"], "name": "3号楼单元门", "manufacturer": "Aqara",
+              "model": "MCCGQ11LM"}
+CONTACT = {"device_class": "door", "state_topic": "zigbee2mqtt/front", "unique_id": "0x1_contact",
+           "value_template": "{{ value_json.contact }}", "payload_on": False, "payload_off": True,
+           "availability": [{"topic": "zigbee2mqtt/bridge/state",
+                             "value_template": "{{ value_json.state }}"}],
+           "device": Z2M_DEVICE}
+
+
+def cfg(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def test_homeassistant_discovery_contact_lock_and_removal() -> None:
+    ha = HomeAssistant(prefix="homeassistant")
+    assert ha.filters() == ["homeassistant/+/+/config", "homeassistant/+/+/+/config"]
+    made = one(ha.decode("homeassistant/binary_sensor/0x1/contact/config", cfg(CONTACT)))
+    assert made.result == "discovery" and made.spec is not None
+    assert (made.spec.id, made.spec.kind, made.spec.name) == ("zigbee2mqtt_0x00158d0001", "door_contact",
+                                                              "3号楼单元门")
+    assert made.spec.extra == {"manufacturer": "Aqara", "model": "MCCGQ11LM"}
+    assert {"zigbee2mqtt/front", "zigbee2mqtt/bridge/state"} <= set(ha.filters())
+    # the same retained config again changes nothing
+    assert one(ha.decode("homeassistant/binary_sensor/0x1/contact/config", cfg(CONTACT))).spec is None
+    assert one(ha.decode("zigbee2mqtt/front", b'{"contact": false, "battery": 50}')).reading == \
+        Reading(door_open=True)
+    assert ha.decode("zigbee2mqtt/front", b'{"battery": 50}') == []  # no contact key: nothing said
+    up = one(ha.decode("zigbee2mqtt/bridge/state", b'{"state": "offline"}'))
+    assert (up.reading, up.result) == (Reading(available=False), "availability")
+    # a lock entity with abbreviations and a ~ base topic joins the device and makes it a smart lock
+    lock = {"~": "locks/l1", "stat_t": "~/state", "dev": {"ids": "zigbee2mqtt_0x00158d0001"},
+            "val_tpl": "{{ value_json.state }}", "stat_locked": "LOCK", "stat_unlocked": "UNLOCK",
+            "stat_jam": "JAM", "avty_t": "~/availability", "pl_avail": "up", "pl_not_avail": "down"}
+    joined = one(ha.decode("homeassistant/lock/l1/config", cfg(lock)))
+    assert joined.spec is not None and joined.spec.kind == "smart_lock"
+    assert joined.spec.name == "3号楼单元门"  # a later entity without a device name keeps it
+    assert one(ha.decode("locks/l1/state", b'{"state": "LOCK"}')).reading == Reading(locked=True)
+    assert one(ha.decode("locks/l1/state", b'{"state": "UNLOCK"}')).reading == Reading(locked=False)
+    assert rd(ha.decode("locks/l1/state", b'{"state": "JAM"}')).tamper is True
+    assert one(ha.decode("locks/l1/availability", b"down")).reading == Reading(available=False)
+    # empty retained configs remove entities, then the device
+    gone = one(ha.decode("homeassistant/lock/l1/config", b""))
+    assert gone.spec is not None and gone.spec.kind == "door_contact" and not gone.removed
+    assert ha.decode("locks/l1/state", b'{"state": "LOCK"}') is None
+    removed = one(ha.decode("homeassistant/binary_sensor/0x1/contact/config", b""))
+    assert (removed.device, removed.removed) == ("zigbee2mqtt_0x00158d0001", True)
+    assert ha.filters() == ["homeassistant/+/+/config", "homeassistant/+/+/+/config"]
+
+
+@pytest.mark.parametrize(("config", "payload", "expected"), [
+    ({"device_class": "tamper"}, b"ON", Reading(tamper=True)),
+    ({"device_class": "battery"}, b"ON", Reading(battery_low=True)),
+    ({"device_class": "lock"}, b"ON", Reading(locked=False)),  # HA: lock class ON = unlocked
+    ({"device_class": "window", "payload_on": "open", "payload_off": "closed"}, b"closed",
+     Reading(door_open=False)),
+    ({"device_class": "connectivity"}, b"OFF", Reading(available=False)),
+])
+def test_homeassistant_binary_sensors(config: dict[str, Any], payload: bytes, expected: Reading) -> None:
+    ha = HomeAssistant()
+    one(ha.decode("homeassistant/binary_sensor/dev9/x/config",
+                  cfg({**config, "state_topic": "dev9/x", "unique_id": "dev9_x"})))
+    assert one(ha.decode("dev9/x", payload)).reading == expected
+
+
+def test_homeassistant_battery_sensor_events_and_unsupported() -> None:
+    ha = HomeAssistant()
+    one(ha.decode("homeassistant/sensor/d1/battery/config",
+                  cfg({"device_class": "battery", "stat_t": "d1/state",
+                       "val_tpl": "{{ value_json.bat.level }}", "dev": {"ids": ["d1"]}})))
+    assert one(ha.decode("d1/state", b'{"bat": {"level": 12}}')).reading == Reading(battery=12.0)
+    one(ha.decode("homeassistant/event/d1/action/config",
+                  cfg({"state_topic": "d1/action", "event_types": ["fingerprint_unlock"],
+                       "dev": {"ids": "d1"}})))
+    unlock = rd(ha.decode("d1/action", b'{"event_type": "fingerprint_unlock"}'))
+    assert (unlock.unlocked_by, unlock.locked) == ("fingerprint", False)
+    unlock = rd(ha.decode("d1/action", b'{"event_type": "unlock", "method": "keypad"}'))
+    assert unlock.unlocked_by == "password"
+    assert rd(ha.decode("d1/action", b'{"event_type": "unlock_failure_invalid_pin"}')).failed_attempt
+    # unsupported components, device classes and templates
+    assert ha.decode("homeassistant/light/d1/l/config", cfg({"state_topic": "d1/l"})) == \
+        [Decoded("", result="ignored")]
+    assert one(ha.decode("homeassistant/sensor/d1/t/config",
+                         cfg({"device_class": "temperature", "state_topic": "d1/t"}))).result == "ignored"
+    with pytest.raises(PayloadError, match="not supported"):
+        ha.decode("homeassistant/binary_sensor/d1/door/config",
+                  cfg({"device_class": "door", "state_topic": "d1/door",
+                       "value_template": "{{ value_json.contact | int }}"}))
+    with pytest.raises(PayloadError, match="state_topic"):
+        ha.decode("homeassistant/binary_sensor/d1/door/config", cfg({"device_class": "door"}))
+    with pytest.raises(PayloadError, match="must be a number"):
+        ha.decode("d1/state", b'{"bat": {"level": "x"}}')
+    one(ha.decode("homeassistant/binary_sensor/d1/door/config",
+                  cfg({"device_class": "door", "state_topic": "d1/door", "dev": {"ids": "d1"}})))
+    with pytest.raises(PayloadError, match="neither") as exc:
+        ha.decode("d1/door", b"AJAR")
+    assert exc.value.device == "d1"
+
+
+def test_homeassistant_device_discovery_and_configured_devices() -> None:
+    configured = DeviceSpec(id="gate-3", kind="smart_lock", topic="acme-gate-3", grid="440105001002",
+                            cameras=("cam-3",), dialect="homeassistant")
+    ha = HomeAssistant([configured], accept="configured")
+    device_cfg = {"dev": {"ids": ["acme-gate-3"], "name": "Gate"}, "o": {"name": "acme"},
+                  "stat_t": "acme/gate3/state",
+                  "cmps": {"door": {"p": "binary_sensor", "dev_cla": "door",
+                                    "val_tpl": "{{ value_json.door }}"},
+                           "lock": {"p": "lock", "val_tpl": "{{ value_json['lock'] }}"},
+                           "cam": {"p": "camera", "t": "acme/gate3/jpg"}}}
+    made = one(ha.decode("homeassistant/device/gate3/config", cfg(device_cfg)))
+    assert made.spec is not None
+    assert (made.spec.id, made.spec.grid, made.spec.cameras, made.spec.kind) == \
+        ("gate-3", "440105001002", ("cam-3",), "smart_lock")
+    both = ha.decode("acme/gate3/state", b'{"door": "ON", "lock": "UNLOCKED"}')
+    assert [d.reading for d in both or []] == [Reading(door_open=True), Reading(locked=False)]
+    # not configured: ignored in "configured" mode
+    assert ha.decode("homeassistant/binary_sensor/x/door/config",
+                     cfg({"device_class": "door", "state_topic": "x/door", "dev": {"ids": "stranger"}})) == \
+        [Decoded("", result="ignored")]
+    removed = one(ha.decode("homeassistant/device/gate3/config", b""))
+    assert removed.removed
+
+
+# ---------------------------------------------------------------- declarative mapping
+VILLAGE = [
+    MappingRule(
+        topic="village/+device/event",
+        fields={"event": "data.type", "method": "data.method", "ts": "data.time",
+                "battery": "status.battery"},
+        values={"event": {"1": "door_opened", "2": "door_closed", "3": "door_forced", "4": "lock_unlocked",
+                          "5": "unlock_failed", "9": "ignore"},
+                "method": {"1": "fingerprint", "2": "password", "3": "card", "4": "remote", "5": "key"}}),
+    MappingRule(topic="village/+device/lwt", payload="text", fields={"online": "$"},
+                values={"online": {"up": True, "down": False}}),
+    MappingRule(topic="estate/#rest", fields={"device": "devices[0].sn", "event": "devices[0].evt"},
+                values={"device": {"SN-77": "gate-77"}}, auto_devices=True, kind="smart_lock"),
 ]
-TOPICS = [d.topic for d in DEVICES] + [d.topic + "/availability" for d in DEVICES] + ["p/unknown"]
-KEYS = ["contact", "battery", "tamper", "state", "lock_state", "action", "action_source_name", "door_state",
-        "event", "method", "ts", "door", "locked", "data", "type", "availability", "linkquality"]
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
-    | st.sampled_from(["unlock", "door_open", "forced", "LOCK", "locked", "online", "fail", "keypad"]),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.sampled_from(KEYS), children,
-                                                                       max_size=4),
-    max_leaves=10,
-)
-json_objects = st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=8), json_values, max_size=8)
+GATE_M = DeviceSpec(id="gate-1", kind="smart_lock", topic="", dialect="mapping", grid="g1")
 
 
-def make_hub() -> tuple[DeviceHub, Bus]:
-    bus = Bus()
-    # never started: handle() is the decoding path the MQTT consumer calls for each message
-    return DeviceHub(DEVICES, bus, MqttClient(None, "unused")), bus
+def test_mapping_rules() -> None:
+    m = MappingDialect(VILLAGE, [GATE_M])
+    assert m.filters() == ["village/+/event", "village/+/lwt", "estate/#"]
+    r = one(m.decode("village/gate-1/event", cfg({"data": {"type": 4, "method": "1", "time": 1718000000000},
+                                                   "status": {"battery": "15"}})))
+    assert r.device == "gate-1" and r.reading is not None
+    assert (r.reading.unlocked_by, r.reading.locked, r.reading.battery, r.reading.device_ts) == \
+        ("fingerprint", False, 15.0, 1718000000.0)
+    assert rd(m.decode("village/gate-1/event", cfg({"data": {"type": "3"}}))).forced is True
+    assert one(m.decode("village/gate-1/event", cfg({"data": {"type": 9}}))).result == "ignored"
+    assert one(m.decode("village/gate-1/lwt", b"DOWN")).reading == Reading(available=False)
+    created = one(m.decode("estate/a/b", cfg({"devices": [{"sn": "SN-77", "evt": "door_open"}]})))
+    assert created.spec is not None and (created.spec.id, created.spec.kind) == ("gate-77", "smart_lock")
+    assert created.reading == Reading(door_open=True, action="door_open")
+    assert one(m.decode("estate/a/b", cfg({"devices": [{"sn": "SN-77", "evt": "lock"}]}))).spec is None
+    assert m.decode("village/gate-1/status", b"{}") is None
+    with pytest.raises(PayloadError) as exc:
+        m.decode("village/gate-2/event", cfg({"data": {"type": 1}}))
+    assert exc.value.result == "unknown_device"
+    with pytest.raises(PayloadError, match="not mapped") as exc:
+        m.decode("village/gate-1/event", cfg({"data": {"type": 42}}))
+    assert exc.value.device == "gate-1"
+    for bad in (b"not json", cfg({"status": {"battery": "lots"}}), cfg({"data": {"type": [1]}})):
+        with pytest.raises(PayloadError):
+            m.decode("village/gate-1/event", bad)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.sampled_from(TOPICS), st.binary(max_size=200) | json_objects.map(
-    lambda o: json.dumps(o).encode())), min_size=1, max_size=20))
-def test_garbage_never_raises_and_is_counted(messages: list[tuple[str, bytes]]) -> None:
-    hub, bus = make_hub()
-    sub = bus.subscribe("source_event")
-    for i, (topic, payload) in enumerate(messages):
-        events = hub.handle(topic, payload, now=1000.0 + i)
-        assert all(isinstance(e, SourceEvent) for e in events)
-    assert sum(hub.counts.values()) == len(messages)  # every message is accounted for exactly once
-    assert set(hub.counts) <= {"ok", "availability", "bad_json", "bad_payload", "too_large", "unknown_topic"}
-    # the stream is not stalled: a good message after the garbage still decodes
-    hub.handle("p/door-z", b'{"contact": true}', now=5000.0)
-    hub.handle("p/door-z", b'{"contact": false}', now=5001.0)
-    assert hub.devices["door-z"].door_open is True
-    assert sub.queue.qsize() >= 1
+@pytest.mark.parametrize(("rule", "message"), [
+    ({"topic": "village/+/event"}, "device id"),
+    ({"topic": "village/#rest/event", "fields": {"device": "id"}}, "last level"),
+    ({"topic": "village/+device/ev+nt"}, "bad topic level"),
+    ({"topic": "village/+device/event", "fields": {"event": "a..b"}}, "bad field path"),
+    ({"topic": "village/+device/event", "fields": {"event": "topic:kind"}}, "names no capture"),
+    ({"topic": "village/+device/event", "fields": {"colour": "c"}}, "colour"),
+])
+def test_mapping_rule_validation(rule: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        MappingRule.model_validate(rule)
+
+
+def test_paths_and_topics() -> None:
+    assert parse_path("data.events[0].type") == ("data", "events", 0, "type")
+    assert parse_path("data.events.0['a b']") == ("data", "events", 0, "a b")
+    obj = {"data": {"events": [{"type": "x"}]}}
+    assert get_path(obj, parse_path("data.events[0].type")) == "x"
+    assert get_path(obj, parse_path("data.events[3].type")) is MISSING
+    assert get_path(obj, parse_path("data.events.type")) is MISSING
+    assert topic_matches("a/+/c", "a/b/c")
+    assert topic_matches("a/#", "a/b/c")
+    assert not topic_matches("a/+", "a/b/c")
+
+
+def test_homeassistant_node_and_object_ids_do_not_shadow_each_other() -> None:
+    ha = HomeAssistant()
+    door = {"device_class": "door", "state_topic": "n/door", "dev": {"ids": "n1"}}
+    tamper = {"device_class": "tamper", "state_topic": "n/tamper", "dev": {"ids": "n1"}}
+    one(ha.decode("homeassistant/binary_sensor/n1/config", cfg(door)))  # <component>/<object_id>
+    one(ha.decode("homeassistant/binary_sensor/n1/tamper/config", cfg(tamper)))  # .../<node_id>/<object_id>
+    one(ha.decode("homeassistant/binary_sensor/n1/config", b""))
+    assert ha.decode("n/door", b"ON") is None
+    assert rd(ha.decode("n/tamper", b"ON")) == Reading(tamper=True)

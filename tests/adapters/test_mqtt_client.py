@@ -1,17 +1,23 @@
-"""MqttClient against the real Mosquitto and the embedded amqtt broker (restarted on the same port)."""
+"""MqttClient against the real Mosquitto, the embedded amqtt broker (restarted on the same port) and a
+private Mosquitto with TLS client certificates and passwords (tests/support/mosquitto.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import ssl
+import time
+from collections.abc import Iterator
+from typing import Literal
 
 import aiomqtt
 import pytest
 
+from adapters.mqtt_broker import tls_context_from_files
 from adapters.mqtt_client import MqttClient, encode_payload, parse_mqtt_url
 from hub.embedded_broker import EmbeddedBroker
-from hub.errors import ConfigError
+from hub.errors import AdapterAuthError, AdapterConnectError, ConfigError
 from tests.adapters.mqtt_support import (
     forget_session,
     free_port,
@@ -20,6 +26,7 @@ from tests.adapters.mqtt_support import (
     unique,
     wait_until,
 )
+from tests.support.mosquitto import PrivateMosquitto
 
 
 def fast(url: str, client_id: str) -> MqttClient:
@@ -160,3 +167,118 @@ async def test_password_never_logged(caplog: pytest.LogCaptureFixture) -> None:
     offline_warnings = [r for r in caplog.records
                         if r.levelno == logging.WARNING and "offline" in r.getMessage()]
     assert len(offline_warnings) == 1  # logged once per transition, not once per attempt
+
+
+# ---------------------------------------------------------------- a private broker: TLS, passwords, MQTT 5
+@pytest.fixture(scope="module")
+def broker() -> Iterator[PrivateMosquitto]:
+    with PrivateMosquitto() as m:
+        yield m
+
+
+def tls(m: PrivateMosquitto, *, cert: str = "client", ca: str = "ca") -> ssl.SSLContext:
+    c = m.certs
+    assert c is not None
+    files = {"client": (c.client_cert, c.client_key), "rogue": (c.rogue_cert, c.rogue_key),
+             "none": (None, None)}
+    return tls_context_from_files(c.ca if ca == "ca" else c.other_ca, *files[cert])
+
+
+@pytest.mark.parametrize("protocol", [311, 5])
+async def test_tls_client_certificate_and_password(broker: PrivateMosquitto,
+                                                   protocol: Literal[311, 5]) -> None:
+    ctx = await asyncio.to_thread(tls, broker)
+    url = broker.url(tls=True)
+    prefix = unique(f"tls{protocol}")
+    async with MqttClient(url, prefix + "-sub", protocol=protocol, tls_context=ctx,
+                          clean_session=True) as sub, \
+            MqttClient(broker.url("device", tls=True), prefix + "-pub", protocol=protocol, tls_context=ctx,
+                       clean_session=True) as pub:
+        await sub.subscribe(f"{prefix}/#")
+        assert await sub.wait_online(5), sub.last_error
+        await pub.publish(f"{prefix}/door", {"contact": False})
+        got = await take(sub.messages(), 1)
+        assert got[0].payload == b'{"contact":false}'
+        assert sub.safe_url == f"mqtts://hub:***@127.0.0.1:{broker.tls_port}"
+    info = await MqttClient(url, prefix, protocol=protocol, tls_context=ctx).probe()
+    assert info["tls"] is True
+    assert info["protocol"] == ("5" if protocol == 5 else "3.1.1")
+    assert str(info["version"]).startswith("mosquitto version")
+
+
+@pytest.mark.parametrize(("cert", "ca", "reason"), [
+    ("none", "ca", "refused our client certificate"),
+    ("rogue", "ca", "refused our client certificate"),
+    ("client", "other", "not trusted"),
+])
+async def test_tls_refusals_are_auth_errors(broker: PrivateMosquitto, cert: str, ca: str,
+                                            reason: str) -> None:
+    ctx = await asyncio.to_thread(tls, broker, cert=cert, ca=ca)
+    client = MqttClient(broker.url(tls=True), unique("tlsbad"), tls_context=ctx)
+    t0 = time.monotonic()
+    with pytest.raises(AdapterAuthError, match=reason) as exc:
+        await client.probe(timeout_s=2)
+    assert time.monotonic() - t0 < 5
+    assert broker.users["hub"] not in str(exc.value)
+
+
+async def test_client_without_certificate_gives_up_with_fail_on_auth(broker: PrivateMosquitto,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    ctx = await asyncio.to_thread(tls, broker, cert="none")
+    async with MqttClient(broker.url(tls=True), unique("nocert"), tls_context=ctx, fail_on_auth=True,
+                          publish_timeout_s=1.0) as client:
+        with pytest.raises(AdapterAuthError, match="client certificate"):
+            await take(client.messages(), 1, timeout_s=10)
+        assert not client.online
+    assert broker.users["hub"] not in caplog.text
+
+
+@pytest.mark.parametrize("protocol", [311, 5])
+async def test_wrong_password_is_an_auth_error(broker: PrivateMosquitto, protocol: Literal[311, 5],
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = broker.url(password="Wrong-Pass-1234")
+    with pytest.raises(AdapterAuthError, match="refused the login") as exc:
+        await MqttClient(url, unique("badpw"), protocol=protocol).probe()
+    assert "Wrong-Pass-1234" not in str(exc.value)
+    # the reconnecting client: logged once as an error, keeps retrying (the hub's shared connection) ...
+    async with fast(url, unique("badpw")) as retrying:
+        await wait_until(lambda: retrying.stats.connect_failures >= 3, what="three refused logins")
+        assert retrying.auth_error is not None
+    # ... or gives up (a source adapter, so its supervisor reports auth_failed)
+    async with MqttClient(url, unique("badpw"), protocol=protocol, fail_on_auth=True) as giving_up:
+        with pytest.raises(AdapterAuthError):
+            await take(giving_up.messages(), 1)
+    refused = [r for r in caplog.records
+               if r.levelno == logging.ERROR and "refused the login" in r.getMessage()]
+    assert len(refused) == 2  # once per client, not once per attempt
+    assert "Wrong-Pass-1234" not in caplog.text
+
+
+async def test_unreachable_broker_is_a_connect_error() -> None:
+    client = MqttClient(f"mqtt://hub:pw-Secret-9@127.0.0.1:{free_port()}", unique("gone"))
+    with pytest.raises(AdapterConnectError) as exc:
+        await client.probe(timeout_s=2)
+    assert "pw-Secret-9" not in str(exc.value)
+    assert isinstance(exc.value, OSError)
+
+
+@pytest.mark.parametrize("protocol", [311, 5])
+async def test_persistent_session_over_tls(broker: PrivateMosquitto, protocol: Literal[311, 5]) -> None:
+    """QoS 1 messages published while the hub is away arrive when it reconnects with the same id."""
+    ctx = await asyncio.to_thread(tls, broker)
+    prefix = unique(f"tlspersist{protocol}")
+    hub_id = prefix + "-hub"
+    url = broker.url(tls=True)
+    async with MqttClient(url, hub_id, protocol=protocol, tls_context=ctx) as hub:
+        await hub.subscribe(f"{prefix}/#", qos=1)
+        assert await hub.wait_online(5)
+    async with MqttClient(broker.url("device"), prefix + "-dev", protocol=protocol,
+                          clean_session=True) as dev:
+        for i in range(20):
+            await dev.publish(f"{prefix}/lock", {"n": i}, qos=1)
+        assert await dev.drain(5)
+    async with MqttClient(url, hub_id, protocol=protocol, tls_context=ctx) as hub:
+        got = await take(hub.messages(), 20)
+    assert [json.loads(m.payload)["n"] for m in got] == list(range(20))
+    assert all(m.qos == 1 for m in got)

@@ -8,6 +8,9 @@ from typing import Any
 
 import aiomqtt
 
+from adapters.dialects import DeviceSpec
+from adapters.dialects.homeassistant import HomeAssistant
+from adapters.dialects.mapping import MappingDialect, MappingRule
 from adapters.mqtt_client import MqttClient
 from adapters.mqtt_devices import DeviceHub
 from hub.bus import Bus
@@ -205,3 +208,51 @@ async def test_end_to_end_on_mosquitto() -> None:
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+def test_callbacks_battery_flag_and_lock_method_hint() -> None:
+    events: list[SourceEvent] = []
+    rows: list[dict[str, Any]] = []
+    strike = DeviceSpec(id="strike", kind="smart_lock", topic="strike", dialect="tasmota", source="src-1")
+    door = DeviceSpec(id="door", kind="door_contact", topic="door", dialect="tasmota", lock="strike")
+    hub = DeviceHub([strike, door], None, None, on_event=events.append, on_status=rows.append)
+    assert [str(e.kind) for e in hub.handle("stat/strike/POWER", b"OFF", now=0)] == []  # first state: locked
+    unlocked = hub.handle("stat/strike/POWER", b"ON", now=1)
+    assert [(str(e.kind), e.data["method"]) for e in unlocked] == [("lock_unlocked", "remote")]
+    opened = hub.handle("tele/door/SENSOR", b'{"Switch1":"ON"}', now=3)
+    assert [str(e.kind) for e in opened] == ["door_opened"]
+    assert events[-1].data["unlocked_by"] == "remote"
+    assert rows[-1]["id"] == "door" and rows[-1]["door"] == "open"
+    assert unlocked[0].data["source"] == "src-1"
+    # a battery-low flag without a percentage: once, re-armed by a good report
+    z = DeviceHub([DOOR], None, None)
+    flag = b'{"contact": true, "battery_low": true}'
+    assert [str(e.kind) for e in z.handle(DOOR.topic, flag, now=0)] == ["low_battery"]
+    assert z.handle(DOOR.topic, flag, now=1) == []
+    assert z.handle(DOOR.topic, b'{"battery_low": false, "battery": 95}', now=2) == []
+    assert [str(e.kind) for e in z.handle(DOOR.topic, flag, now=3)] == ["low_battery"]
+
+
+def test_discovered_devices_appear_and_disappear(caplog: Any) -> None:
+    rows: list[dict[str, Any]] = []
+    hub = DeviceHub([], None, None, dialects=[HomeAssistant()], on_status=rows.append)
+    config = {"device_class": "door", "state_topic": "d/1", "device": {"identifiers": ["d1"], "name": "Gate"}}
+    hub.handle("homeassistant/binary_sensor/d1/door/config", json.dumps(config).encode(), now=0)
+    assert "d/1" in hub.filters() and set(hub.devices) == {"d1"}
+    assert hub._filters_changed.is_set()  # run() subscribes the new state topic
+    assert [str(e.kind) for e in hub.handle("d/1", b"ON", now=1)] == ["door_opened"]
+    hub.handle("homeassistant/binary_sensor/d1/door/config", b"", now=2)
+    assert hub.devices == {} and "d/1" not in hub.filters()
+    assert rows[-1]["id"] == "d1" and rows[-1]["removed"] is True
+    assert hub.handle("d/1", b"ON", now=3) == []
+    assert hub.counts == {"discovery": 2, "ok": 1, "unknown_topic": 1}
+
+
+def test_unknown_devices_counted_and_logged_once(caplog: Any) -> None:
+    rule = MappingRule(topic="v/+device/e", fields={"event": "e"})
+    hub = DeviceHub([], None, None, dialects=[MappingDialect([rule])])
+    for _ in range(3):
+        assert hub.handle("v/gate-9/e", b'{"e": "door_open"}', now=0) == []
+    assert hub.counts == {"unknown_device": 3}
+    logged = [r for r in caplog.records if "gate-9" in r.getMessage()]
+    assert len(logged) == 1

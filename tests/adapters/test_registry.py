@@ -115,3 +115,13 @@ def test_parse_config_validation_error_names_the_field() -> None:
     with pytest.raises(ValidationError) as err:
         registry.parse_config({"kind": "snapshot", "id": "s", "url": "ftp://x"})
     assert "url" in registry.validation_message(err.value)
+
+
+def test_the_hub_reports_a_failed_adapter_import_in_health(broken_distribution: Path, tmp_path: Path) -> None:
+    from hub.app import Hub
+    from hub.config import HubConfig
+
+    hub = Hub(HubConfig())
+    tasks: dict[str, object] = {}
+    hub._add_source_tasks(None, tmp_path, tasks)  # type: ignore[arg-type]
+    assert hub.components["adapter:village-broken (village-broken)"] == "import_failed"

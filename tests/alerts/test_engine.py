@@ -228,3 +228,33 @@ async def test_milder_door_event_does_not_rename_a_forced_door_incident(rig: Rig
     assert inc["title"].startswith("强行开门 Door forced")
     assert {s.get("kind") or s.get("rule") for s in inc["sources"]} == {"intrusion", "door_forced",
                                                                          "door_opened"}
+
+
+@pytest.mark.parametrize("door_first", [False, True], ids=["person-then-door", "door-then-person"])
+async def test_a_door_from_a_sources_adapter_fuses_through_the_cameras_its_events_name(
+        rig: Rig, door_first: bool) -> None:
+    """Doors not under devices: (an MQTT village system, a third-party adapter) link cameras per event."""
+    now = time.time()
+    door = SourceEvent(source_id="gate-north.door1", kind=EventKind.DOOR_FORCED, at=now, grid="440106002",
+                       data={"name": "North gate", "cameras": ["cam2", "no-such-camera"]})
+    if door_first:
+        rig.bus.publish(TOPIC_SOURCE_EVENT, door)
+        await asyncio.sleep(0.05)
+        rig.bus.publish(TOPIC_RULE_HIT, person_hit("cam2", now + 1))
+    else:
+        # the hub learns the door's cameras from its first event; a person seen before that cannot fuse
+        rig.bus.publish(TOPIC_SOURCE_EVENT, SourceEvent(
+            source_id="gate-north.door1", kind=EventKind.DOOR_CLOSED, at=now - 60, data=door.data))
+        await asyncio.sleep(0.05)
+        rig.bus.publish(TOPIC_RULE_HIT, person_hit("cam2", now - 2))
+        await asyncio.sleep(0.05)
+        rig.bus.publish(TOPIC_SOURCE_EVENT, door)
+    await until(lambda: _nonempty(rig.incidents))
+    await asyncio.sleep(SETTLE_S + 0.3)
+    published = drain(rig.incidents)
+    assert len(published) == 1
+    inc = published[0]
+    sources = {(s["type"], s["id"]) for s in inc["sources"]}
+    assert sources == {("camera", "cam2"), ("device", "gate-north.door1")}
+    assert inc["class"] == "emergency"
+    assert rig.engine.source_links == {"gate-north.door1": ["cam2"]}
