@@ -119,6 +119,7 @@ def test_device_linking_unknown_camera_is_rejected() -> None:
 @pytest.mark.parametrize("name", ["demo.yaml", "example.production.yaml", "docker.yaml"])
 def test_shipped_configs_are_valid(name: str) -> None:
     env = {"CAMERA_PASSWORD": "x", "SHOP3_PASSWORD": "x", "TW_0102_PASSWORD": "x", "MQTT_PASSWORD": "x",
+           "XINHE_MQTT_PASSWORD": "x",
            "DB_PASSWORD": "x", "HUB_STATE_DIR": "/tmp/x"}
     cfg = load_config(ROOT / "config" / name, env=env)
     assert cfg.hub.name
@@ -164,9 +165,11 @@ def test_production_example_documents_every_option() -> None:
     from hub import config as c
 
     text = (ROOT / "config" / "example.production.yaml").read_text()
+    from adapters.mqtt import MqttSourceConfig
     from adapters.onvif import OnvifCameraConfig
 
     models = [c.HubConfig, c.OpenCvDnnBackend, c.UltralyticsBackend, c.OnnxRuntimeBackend, c.ZoneConfig,
-              c.CameraConfig, c.SnapshotCameraConfig, OnvifCameraConfig, c.DeviceConfig, c.NightHours]
+              c.CameraConfig, c.SnapshotCameraConfig, OnvifCameraConfig, MqttSourceConfig, c.DeviceConfig,
+              c.NightHours]
     missing = sorted({n for m in models for n in _field_names(m) if f"{n}:" not in text})
     assert not missing, f"config/example.production.yaml does not document: {missing}"
