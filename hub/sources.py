@@ -71,15 +71,11 @@ class SourceSupervisor:
             try:
                 self.info = await self.adapter.probe()
                 return
-            except AdapterAuthError as exc:
-                self.set_state("auth_failed", str(exc))
-                await asyncio.sleep(self.auth_retry_s)
-            except AdapterError as exc:
-                self.set_state("unreachable", str(exc))
-                await asyncio.sleep(self.backoff.failure())
+            except Exception as exc:
+                await self.failed(exc)
 
     async def run(self, body: Callable[[], Any]) -> None:
-        """connect → ``async with adapter`` → ``await body()``; again after any adapter failure."""
+        """connect → ``async with adapter`` → ``await body()``; again after any failure."""
         while True:
             await self.connect()
             started = time.monotonic()
@@ -88,18 +84,73 @@ class SourceSupervisor:
                     self.set_state("ok")
                     await body()
                     return
-            except AdapterAuthError as exc:
-                self.set_state("auth_failed", str(exc))
-                await asyncio.sleep(self.auth_retry_s)
-            except AdapterError as exc:
-                self.set_state("unreachable", str(exc))
-                await asyncio.sleep(self.backoff.failure(time.monotonic() - started))
+            except Exception as exc:  # also ExceptionGroups from the body's TaskGroup
+                await self.failed(exc, time.monotonic() - started)
+
+    async def failed(self, exc: BaseException, connected_for: float = 0.0) -> None:
+        """Record why the adapter stopped and wait before the next attempt.
+
+        Refused credentials wait ``auth_retry_s``; an unreachable or not-ready device backs off; anything
+        else is a bug in the adapter: logged with its traceback, then retried with backoff.
+        """
+        error = _first_error(exc)
+        if isinstance(error, AdapterAuthError):
+            self.set_state("auth_failed", str(error))
+            await asyncio.sleep(self.auth_retry_s)
+            return
+        if isinstance(error, AdapterError):
+            self.set_state("unreachable", str(error))
+        else:
+            log.error("%s %s failed: %s", self.adapter.config.kind, self.adapter.id,
+                      redact_text(f"{type(error).__name__}: {error}"), exc_info=error)
+            self.set_state("restarting", type(error).__name__)
+        await asyncio.sleep(self.backoff.failure(connected_for))
+
+
+def _first_error(exc: BaseException) -> BaseException:
+    """The most telling error inside (possibly nested) exception groups: auth first, then adapter."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    leaves = _leaves(exc)
+    for kind in (AdapterAuthError, AdapterError):
+        found = next((e for e in leaves if isinstance(e, kind)), None)
+        if found is not None:
+            return found
+    return leaves[0] if leaves else exc
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
 
 
 async def forward_events(adapter: Adapter[Any], bus: Bus) -> None:
     """Publish every event of an adapter on the bus until cancelled."""
     async for event in adapter.events():
         bus.publish(TOPIC_SOURCE_EVENT, event)
+
+
+async def forward_camera_events(adapter: Adapter[Any], bus: Bus, auth_retry_s: float = AUTH_RETRY_S,
+                                backoff: Backoff | None = None) -> None:
+    """A camera's own events, restarted on failure on their own: a flaky event service (or refused
+    event credentials) never stops the camera's video."""
+    backoff = backoff or Backoff(initial=1.0, maximum=60.0)
+    while True:
+        started = time.monotonic()
+        try:
+            await forward_events(adapter, bus)
+            return
+        except AdapterAuthError as exc:
+            log.warning("%s: events refused (%s); video continues, retrying in %.0f s",
+                        adapter.id, redact_text(str(exc)), auth_retry_s)
+            await asyncio.sleep(auth_retry_s)
+        except Exception as exc:
+            delay = backoff.failure(time.monotonic() - started)
+            log.warning("%s: events failed (%s); video continues, retrying in %.0f s", adapter.id,
+                        redact_text(f"{type(exc).__name__}: {exc}"), delay)
+            await asyncio.sleep(delay)
 
 
 class CameraFeed:
@@ -138,16 +189,18 @@ class CameraFeed:
         return self.reader.latest() if self.reader is not None else None
 
     def add_frame_listener(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Called (from the decode thread) for every new frame, whichever reader the feed runs now."""
         self._listeners.append(callback)
-        remove_inner = self.reader.add_frame_listener(callback) if self.reader is not None else None
 
         def remove() -> None:
             if callback in self._listeners:
                 self._listeners.remove(callback)
-            if remove_inner is not None:
-                remove_inner()
 
         return remove
+
+    def _notify(self) -> None:  # the reader's one listener: fans out to the feed's current listeners
+        for callback in tuple(self._listeners):
+            callback()
 
     def set_idle(self, idle: bool) -> None:
         self._idle = idle
@@ -182,14 +235,14 @@ class CameraFeed:
             reader = StreamReader(self.camera_id, stream.url, width=self.width, fps=self.fps,
                                   transport=stream.transport, loop=stream.loop, realtime=stream.realtime,
                                   on_status=self.on_status, **options)
-            for callback in self._listeners:
-                reader.add_frame_listener(callback)
+            reader.add_frame_listener(self._notify)
             reader.set_idle(self._idle)
             self.reader = reader
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.reader.run(), name=f"reader:{self.camera_id}")
             if Capability.EVENTS in type(self.adapter).capabilities:
-                tg.create_task(forward_events(self.adapter, self.bus), name=f"events:{self.camera_id}")
+                tg.create_task(forward_camera_events(self.adapter, self.bus, self.supervisor.auth_retry_s),
+                               name=f"events:{self.camera_id}")
 
 
 async def run_source(adapter: Adapter[Any], bus: Bus, components: MutableMapping[str, str],

@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 from acme_gate.simulator import AcmeGateSimulator
 
+from adapters.base import Capability, DeviceInfo
+from adapters.generic import CameraConfig, UrlCamera
 from adapters.registry import create
 from hub.bus import TOPIC_SOURCE_EVENT, Bus
+from hub.errors import AdapterAuthError
 from hub.events import EventKind, SourceEvent
 from hub.sources import CameraFeed, SourceSupervisor, run_source
 from streams.backoff import Backoff
@@ -139,3 +142,72 @@ async def test_refused_credentials_are_reported_once_and_not_retried_in_a_loop(
     warnings = [r for r in caplog.records if r.name == "hub.sources" and "auth_failed" in r.getMessage()]
     assert len(warnings) == 1
     assert "wrong-token-123" not in caplog.text
+
+
+class _EventsFail(UrlCamera):
+    """A file camera whose event service fails: first refused credentials, then a bug."""
+
+    capabilities = frozenset({Capability.STREAMS, Capability.EVENTS})
+    calls = 0
+
+    async def events(self) -> AsyncIterator[SourceEvent]:
+        type(self).calls += 1
+        if type(self).calls == 1:
+            raise AdapterAuthError("event service refused us")
+        raise RuntimeError("bug in the event decoder")
+        yield  # pragma: no cover - makes this an async generator
+
+
+async def test_failing_camera_events_never_stop_the_video(
+    clip: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    components: dict[str, str] = {}
+    adapter = _EventsFail(CameraConfig(id="yard", url=clip.as_uri(), loop=True))
+    feed = CameraFeed(adapter, Bus(), components, width=320, fps=5)
+    feed.supervisor.auth_retry_s = 0.2
+    async with running(feed.run()):
+        await wait_until(lambda: _EventsFail.calls >= 3, 10, "events retried after auth and bug failures")
+        first = feed.latest()
+        assert first is not None
+        await wait_until(lambda: (feed.latest() or first).seq > first.seq + 3, 5, "video keeps flowing")
+        assert components["source:yard"] == "ok"
+    assert "events refused" in caplog.text
+    assert "bug in the event decoder" in caplog.text
+
+
+class _ProbeBug(UrlCamera):
+    probes = 0
+
+    async def probe(self) -> DeviceInfo:
+        type(self).probes += 1
+        if type(self).probes < 3:
+            raise KeyError("unexpected reply field")
+        return await super().probe()
+
+
+async def test_an_adapter_bug_is_logged_and_retried_not_fatal(clip: Path) -> None:
+    components: dict[str, str] = {}
+    adapter = _ProbeBug(CameraConfig(id="gate", url=clip.as_uri(), loop=True))
+    feed = CameraFeed(adapter, Bus(), components, width=320, fps=5, backoff=Backoff(initial=0.1, maximum=0.2))
+    states: list[str] = []
+
+    def frames_yet() -> bool:
+        states.append(components.get("source:gate", ""))
+        return feed.latest() is not None
+
+    async with running(feed.run()):
+        await wait_until(frames_yet, 10, "frames after two failed probes")
+    assert "restarting" in states
+    assert components["source:gate"] == "ok"
+
+
+async def test_a_removed_listener_is_not_called_by_the_reader_created_later(clip: Path) -> None:
+    adapter = create({"id": "yard", "url": clip.as_uri(), "loop": True})
+    feed = CameraFeed(adapter, Bus(), {}, width=320, fps=5)
+    calls = {"kept": 0, "removed": 0}
+    feed.add_frame_listener(lambda: calls.__setitem__("kept", calls["kept"] + 1))
+    remove = feed.add_frame_listener(lambda: calls.__setitem__("removed", calls["removed"] + 1))
+    remove()  # before the reader exists (an analyzer restart does exactly this)
+    async with running(feed.run()):
+        await wait_until(lambda: calls["kept"] >= 3, 10, "frames")
+    assert calls["removed"] == 0
