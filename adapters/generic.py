@@ -139,7 +139,7 @@ def probe_url(stream: StreamUri, timeout_s: float = 5.0) -> dict[str, Any]:
     session.open()
     try:
         width, height = session.source_size
-        codec = str(session._container.streams.video[0].codec_context.name)
+        codec = session.codec_name
     finally:
         session.close()
     open_ms = round((time.monotonic() - t0) * 1000)

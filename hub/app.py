@@ -160,7 +160,10 @@ class Hub:
     def _device_status(self, row: dict[str, Any]) -> None:
         from hub.bus import TOPIC_DEVICE
 
-        self.source_devices[str(row.get("id"))] = row
+        if row.get("removed"):  # e.g. a Home Assistant discovery config withdrawn
+            self.source_devices.pop(str(row.get("id")), None)
+        else:
+            self.source_devices[str(row.get("id"))] = row
         self.bus.publish(TOPIC_DEVICE, row)
 
     def _camera_feeds(self, cameras: list[CameraBase], mqtt: Any, state_dir: Path) -> dict[str, Any]:

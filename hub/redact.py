@@ -6,7 +6,8 @@ import re
 from urllib.parse import urlsplit, urlunsplit
 
 _SECRET_KEYS = re.compile(r"(pass(word)?|pwd|secret|token|api[_-]?key|authorization)", re.IGNORECASE)
-_URL_IN_TEXT = re.compile(r"\b([a-z][a-z0-9+.-]*://)([^/\s:@]+)(:[^/\s@]*)?@", re.IGNORECASE)
+# user-info runs to the LAST '@' before the path: passwords may contain a raw '@'
+_URL_IN_TEXT = re.compile(r"\b([a-z][a-z0-9+.-]*://)([^/\s:@]+)(:[^/\s]*)?@", re.IGNORECASE)
 
 
 def redact_url(url: str) -> str:
@@ -21,9 +22,7 @@ def redact_url(url: str) -> str:
         return redact_text(url)
     if parts.password is None and parts.username is None:
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    host = parts.netloc.rpartition("@")[2]  # as written (a bad port must not make redaction fail)
     user = parts.username or ""
     netloc = f"{user}:***@{host}" if parts.password is not None else f"{user}@{host}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

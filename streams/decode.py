@@ -233,6 +233,10 @@ class DecodeSession:
                              self.scrub(message.strip()))
 
     @property
+    def codec_name(self) -> str:
+        return str(self._container.streams.video[0].codec_context.name)
+
+    @property
     def source_size(self) -> tuple[int, int]:
         cc = self._container.streams.video[0].codec_context
         return int(cc.width), int(cc.height)

@@ -64,3 +64,31 @@ class TestSnapshotCamera(AdapterConformance):
             unreachable={"url": "http://127.0.0.1:9/snapshot.jpg"},
             section="cameras",
         )
+
+
+class TestMjpegUrlCamera(AdapterConformance):
+    @pytest.fixture
+    async def camera(self, small_clip: Path) -> AsyncIterator[HttpCamera]:
+        async with HttpCamera(small_clip, user=USER, password=PASSWORD, auth="basic", max_frames=10) as cam:
+            yield cam
+
+    @pytest.fixture
+    def adapter_case(self, camera: HttpCamera) -> AdapterCase:
+        return AdapterCase(
+            config={"id": "village-7", "url": camera.url("/mjpeg", credentials=False),
+                    "username": USER, "password": PASSWORD},  # kind inferred: mjpeg
+            secrets=[PASSWORD],
+            bad_auth={"password": WRONG},
+            unreachable={"url": "http://127.0.0.1:9/mjpeg"},
+            section="cameras",
+        )
+
+
+class TestFileUrlCamera(AdapterConformance):
+    @pytest.fixture
+    def adapter_case(self, small_clip: Path) -> AdapterCase:
+        return AdapterCase(
+            config={"kind": "file", "id": "replay", "url": small_clip.as_uri(), "loop": True},
+            unreachable={"url": "file:///nonexistent/clip.mp4"},
+            section="cameras",
+        )
