@@ -4,7 +4,7 @@
 A third-party package declares, in its ``pyproject.toml``::
 
     [project.entry-points."sanwang_hub.adapters"]
-    acme-gate = "acme_gate.adapter:AcmeGateAdapter"
+    acme-gate = "acme_gate.adapter:AcmeGate"
 
 An adapter that fails to import is recorded in :func:`load_failures` (shown by ``hub adapters list``
 and in ``/api/health``) and never stops the hub; only a config that *uses* that kind fails.

@@ -13,6 +13,10 @@ door_opened (night only)    —              general         professional
 lock_failed_attempts        general        professional    (not correlated)
 door_held_open              general        general         (not correlated)
 tamper                      professional   professional    (not correlated)
+intrusion_alarm (panel)     professional   emergency       day professional, night emergency
+field_detection (camera)    general        professional    (the camera's own snapshot)
+line_crossing (camera)      general        professional    (the camera's own snapshot)
+video_loss (camera)         professional   professional    —
 intrusion (rule hit)        general        general         (joins the door's incident)
 fall (rule hit)             emergency      emergency       —
 other rule hits             general        general         —
@@ -28,8 +32,11 @@ from hub.config import NightHours
 
 CLASS_RANK = {"general": 0, "professional": 1, "emergency": 2}
 
-DEVICE_ALERTS = frozenset({"door_forced", "door_opened", "lock_failed_attempts", "door_held_open", "tamper"})
-DOOR_TRIGGERS = frozenset({"door_forced", "door_opened"})  # correlate with people on linked cameras
+#: Source events that raise alerts. Door and alarm-zone triggers correlate with people on the cameras
+#: linked to the door/zone; camera-reported events (ONVIF analytics) carry that camera's own snapshot.
+DEVICE_ALERTS = frozenset({"door_forced", "door_opened", "lock_failed_attempts", "door_held_open", "tamper",
+                           "intrusion_alarm", "field_detection", "line_crossing", "video_loss"})
+DOOR_TRIGGERS = frozenset({"door_forced", "door_opened", "intrusion_alarm"})
 
 TITLES = {
     "door_forced": "强行开门 Door forced",
@@ -38,13 +45,21 @@ TITLES = {
     "door_held_open": "门未关 Door held open",
     "tamper": "设备被破坏 Device tampered",
     "intrusion": "区域入侵 Intrusion",
+    "intrusion_alarm": "入侵报警 Intrusion alarm",
+    "field_detection": "摄像机区域入侵 Camera field detection",
+    "line_crossing": "摄像机越界 Camera line crossing",
+    "video_loss": "视频丢失 Video lost",
     "fall": "人员跌倒 Person fell",
 }
 
 
 def classify(kind: str, *, night: bool, correlated: bool = False) -> str:
-    if kind == "door_forced":
+    if kind in ("door_forced", "intrusion_alarm"):
         return "emergency" if night else "professional"
+    if kind in ("field_detection", "line_crossing"):
+        return "professional" if night else "general"
+    if kind == "video_loss":
+        return "professional"
     if kind == "door_opened":
         return "professional" if correlated else "general"
     if kind == "lock_failed_attempts":

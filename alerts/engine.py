@@ -151,8 +151,13 @@ class AlertEngine:
             return
         if kind == "door_opened" and not (self.cfg.door_open_at_night and self.is_night(ev.at)):
             return
-        linked = self._door_cameras(ev.source_id)
-        where = (dev.name or dev.id) if dev else str(ev.data.get("name") or ev.source_id)
+        # a camera's own event (ONVIF analytics) shows that camera; a door or zone shows its linked ones
+        linked = [ev.source_id] if ev.source_id in self.cameras else self._door_cameras(ev.source_id)
+        cam = self.cameras.get(ev.source_id)
+        if dev is not None:
+            where = dev.name or dev.id
+        else:
+            where = (cam.name or cam.id) if cam is not None else str(ev.data.get("name") or ev.source_id)
         source = {"type": "device", "id": ev.source_id, "name": where, "kind": kind, "at": _iso(ev.at)}
         await self._trigger(Trigger(
             id=ev.id, kind=kind, key=("device", ev.source_id, kind, None), at=ev.at,

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from adapters.base import Adapter, AdapterConfig, Capability
-from hub.errors import AdapterAuthError, AdapterError, ConfigError, HubError
+from hub.errors import (
+    AdapterAuthError,
+    AdapterConnectError,
+    AdapterError,
+    AdapterNotReady,
+    ConfigError,
+    HubError,
+)
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_AUTH, EXIT_UNREACHABLE = 0, 2, 3, 4
 
@@ -120,16 +127,19 @@ def _probe(args: argparse.Namespace) -> int:
     except AdapterAuthError as exc:
         print(f"error: credentials refused: {exc}", file=sys.stderr)
         return EXIT_AUTH
-    except (AdapterError, TimeoutError) as exc:
+    except (AdapterConnectError, AdapterNotReady, TimeoutError) as exc:
         print(f"error: not reachable or not ready: {exc or 'timed out'}", file=sys.stderr)
         return EXIT_UNREACHABLE
+    except AdapterError as exc:
+        print(f"error: the device answered, but not as the adapter expects: {exc}", file=sys.stderr)
+        return 1
     except HubError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
-    else:
-        _print_report(report)
+    elif "events" in report:
+        print(f"  {'events':<13} {len(report['events'])} received")
     return EXIT_OK
 
 
@@ -141,6 +151,9 @@ async def _probe_async(adapter: Adapter[Any], args: argparse.Namespace) -> dict[
     async with adapter:
         if Capability.STREAMS in caps:
             report["streams"] = (await adapter.streams()).to_json()
+        if not args.json:  # what the device said, before waiting for its events
+            _print_report(report)
+            sys.stdout.flush()
         if args.events > 0 and Capability.EVENTS in caps:
             events: list[dict[str, Any]] = []
             report["events"] = events
@@ -150,7 +163,7 @@ async def _probe_async(adapter: Adapter[Any], args: argparse.Namespace) -> dict[
                         events.append(event.to_json())
                         if not args.json:
                             print(f"event: {event.kind} {json.dumps(event.data, ensure_ascii=False)}",
-                                  file=sys.stderr)
+                                  flush=True)
     return report
 
 
@@ -172,5 +185,3 @@ def _print_report(report: dict[str, Any]) -> None:
                 print(f"  {name + ' stream':<13} {s['url']}{size}")
         if streams.get("snapshot"):
             print(f"  {'snapshot':<13} {streams['snapshot']}")
-    if "events" in report:
-        print(f"  {'events':<13} {len(report['events'])} received")

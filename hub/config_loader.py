@@ -49,6 +49,17 @@ def _substitute(value: Any, env: Mapping[str, str], path: list[str | int], file:
     return value
 
 
+def _substitute_located(raw: Any, env: Mapping[str, str], file: str,
+                        lines: Mapping[tuple[str | int, ...], int]) -> Any:
+    """``${ENV}`` substitution whose errors carry the line of the value."""
+    try:
+        return _substitute(raw, env, [], file)
+    except ConfigError as exc:
+        path = tuple(int(p) if p.isdecimal() else p for p in (exc.field or "").split(".") if p)
+        exc.line = _line(lines, path)
+        raise
+
+
 def _line_index(node: yaml.Node, path: tuple[str | int, ...] = ()) -> dict[tuple[str | int, ...], int]:
     """Map every key path in a YAML document to its 1-based line."""
     lines: dict[tuple[str | int, ...], int] = {path: node.start_mark.line + 1}
@@ -134,7 +145,7 @@ def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | Non
     if not isinstance(raw, dict):
         raise ConfigError("the top level must be a mapping (keys like hub:, cameras:)", file=file, line=1)
     lines = _line_index(node) if node is not None else {}
-    data = _substitute(raw, env, [], file)
+    data = _substitute_located(raw, env, file, lines)
     for var, (section, key) in ENV_OVERRIDES.items():
         if env.get(var):
             data.setdefault(section, {})
@@ -181,7 +192,14 @@ def _located(
     root: type[BaseModel] = HubConfig,
 ) -> ConfigError:
     """The first validation error as a ConfigError with file, line, dotted field and a hint."""
-    first = exc.errors()[0]
+    errors = exc.errors()
+    typo = _misspelt_required(errors)
+    if typo is not None:  # `pasword:` is both an unknown key and a missing `password:` — say so
+        wrong, right = typo
+        loc = (*prefix, *wrong)
+        return ConfigError(f"unknown key {wrong[-1]!r}", file=file, line=_line(lines, loc),
+                           field=".".join(str(p) for p in loc), hint=f"did you mean {right!r}?")
+    first = errors[0]
     rel = _clean_loc(tuple(first["loc"]))
     loc = (*prefix, *rel)
     msg = first["msg"]
@@ -194,6 +212,21 @@ def _located(
         field=".".join(str(p) for p in loc) or None,
         hint=_hint(first, rel if root is not HubConfig else loc, root),
     )
+
+
+def _misspelt_required(errors: list[Any]) -> tuple[tuple[str | int, ...], str] | None:
+    """(location of an unknown key, the required key it is a typo of), when both errors occur."""
+    missing = [tuple(e["loc"]) for e in errors if e["type"] == "missing"]
+    for err in errors:
+        if err["type"] != "extra_forbidden" or not err["loc"] or not isinstance(err["loc"][-1], str):
+            continue
+        extra = _clean_loc(tuple(err["loc"]))
+        siblings = [m[-1] for m in missing
+                    if _clean_loc(m)[:-1] == extra[:-1] and isinstance(m[-1], str)]
+        close = difflib.get_close_matches(str(extra[-1]), [str(s) for s in siblings], n=1)
+        if close:
+            return extra, close[0]
+    return None
 
 
 def _model_named(title: str) -> type[BaseModel]:
@@ -214,7 +247,7 @@ def parse_adapter_config(text: str, file: str = "<snippet>", env: Mapping[str, s
         raise ConfigError("a camera or source entry must be a mapping with at least kind: and id:",
                           file=file, line=1)
     lines = _line_index(node) if node is not None else {}
-    data = _substitute(raw, env, [], file)
+    data = _substitute_located(raw, env, file, lines)
     camera = "url" in data and "kind" not in data
     if isinstance(data.get("kind"), str):
         from adapters.base import Capability

@@ -26,6 +26,7 @@ class EventKind(StrEnum):
     DOOR_CLOSED = "door_closed"
     DOOR_HELD_OPEN = "door_held_open"
     DOOR_FORCED = "door_forced"
+    INTRUSION_ALARM = "intrusion_alarm"  # an alarm panel zone, PIR or fence sensor went off
     LOCK_UNLOCKED = "lock_unlocked"
     LOCK_LOCKED = "lock_locked"
     LOCK_FAILED_ATTEMPTS = "lock_failed_attempts"

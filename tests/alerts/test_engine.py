@@ -258,3 +258,30 @@ async def test_a_door_from_a_sources_adapter_fuses_through_the_cameras_its_event
     assert sources == {("camera", "cam2"), ("device", "gate-north.door1")}
     assert inc["class"] == "emergency"
     assert rig.engine.source_links == {"gate-north.door1": ["cam2"]}
+
+
+async def test_a_cameras_own_field_detection_opens_an_incident_with_its_snapshot(rig: Rig) -> None:
+    now = time.time()
+    rig.bus.publish(TOPIC_SOURCE_EVENT, SourceEvent(
+        source_id="cam2", kind=EventKind.FIELD_DETECTION, at=now, grid="440106002",
+        data={"source": "camera", "rule": "MyFieldDetector",
+              "topic": "tns1:RuleEngine/FieldDetector/ObjectsInside"}))
+    await until(lambda: _nonempty(rig.incidents))
+    (inc,) = drain(rig.incidents)
+    assert inc["kind"] == "field_detection"
+    assert inc["class"] == "professional"  # at night (force_night); general by day
+    assert inc["title"].endswith("Yard camera")
+    assert [e["camera_id"] for e in inc["evidence"]] == ["cam2"]
+
+
+async def test_an_alarm_panel_zone_fuses_with_a_person_like_a_forced_door(rig: Rig) -> None:
+    now = time.time()
+    rig.bus.publish(TOPIC_SOURCE_EVENT, SourceEvent(
+        source_id="panel.zone3", kind=EventKind.INTRUSION_ALARM, at=now, data={"cameras": ["cam1"]}))
+    await asyncio.sleep(0.05)
+    rig.bus.publish(TOPIC_RULE_HIT, person_hit("cam1", now + 1))
+    await until(lambda: _nonempty(rig.incidents))
+    await asyncio.sleep(SETTLE_S + 0.3)
+    (inc,) = drain(rig.incidents)
+    assert inc["class"] == "emergency"
+    assert {s["id"] for s in inc["sources"]} == {"panel.zone3", "cam1"}

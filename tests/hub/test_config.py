@@ -173,3 +173,21 @@ def test_production_example_documents_every_option() -> None:
               c.NightHours]
     missing = sorted({n for m in models for n in _field_names(m) if f"{n}:" not in text})
     assert not missing, f"config/example.production.yaml does not document: {missing}"
+
+
+def test_a_misspelt_required_key_is_named_with_its_line() -> None:
+    from hub.config_loader import parse_config
+
+    with pytest.raises(ConfigError) as err:
+        parse_config("cameras:\n  - id: g\n    kind: onvif\n    hots: 10.0.0.1\n", "hub.yaml")
+    assert str(err.value) == "hub.yaml:4: cameras.0.hots: unknown key 'hots' (hint: did you mean 'host'?)"
+
+
+def test_an_unset_environment_variable_names_its_line() -> None:
+    from hub.config_loader import parse_config
+
+    text = "cameras:\n  - id: g\n    url: rtsp://x/y\n    password: ${NOPE_PW}\n"
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "hub.yaml", env={})
+    assert err.value.line == 4
+    assert err.value.field == "cameras.0.password"

@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
 from pydantic import Field, SecretStr
 
 from adapters.base import Adapter, AdapterConfig, Capability, DeviceInfo
-from adapters.registry import register
 from hub.errors import AdapterAuthError, AdapterConnectError, AdapterError, AdapterNotReady
 from hub.events import EventKind, SourceEvent
 
@@ -58,14 +59,20 @@ class AcmeGateConfig(AdapterConfig):
     cameras: dict[str, list[str]] = Field(default_factory=dict, description="Door number -> camera ids.")
 
 
-@register
+# No @register here: the entry point in pyproject.toml is what registers an out-of-tree adapter.
 class AcmeGate(Adapter[AcmeGateConfig]):
     config_model = AcmeGateConfig
     capabilities = frozenset({Capability.EVENTS})
     description = "ACME village access controller (JSON long-poll over HTTP)"
 
     _session: aiohttp.ClientSession | None = None
-    _after = 0  # last event sequence number seen: nothing is reported twice after a reconnect
+    _after = 0  # last event sequence number reported: nothing twice, across reconnects and restarts
+
+    @property
+    def _cursor_file(self) -> Path | None:
+        """Where the cursor survives a hub restart (the hub lends each source a state directory)."""
+        directory = self.context.state_dir
+        return directory / "cursor" if directory is not None else None
 
     async def _get(self, path: str, **params: Any) -> dict[str, Any]:
         """One request; failures become the hub's adapter errors (nothing else escapes)."""
@@ -101,49 +108,72 @@ class AcmeGate(Adapter[AcmeGateConfig]):
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession()
+        path = self._cursor_file
+        if path is not None:
+            text = await asyncio.to_thread(lambda: path.read_text() if path.exists() else "0")
+            self._after = int(text) if text.strip().isdecimal() else 0
+
+    async def _save_cursor(self) -> None:
+        path = self._cursor_file
+        if path is not None:
+            def write() -> None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(str(self._after))
+                tmp.replace(path)  # atomic: a crash leaves the old cursor or the new one
+
+            await asyncio.to_thread(write)
 
     async def close(self) -> None:
         session, self._session = self._session, None
         if session is not None:
+            await self._save_cursor()  # also when stopped in the middle of a batch
             await session.close()
 
     async def events(self) -> AsyncIterator[SourceEvent]:
         delay = 1.0
         while True:  # reconnect forever: a controller that reboots must not stop the adapter
+            started = time.monotonic()
             try:
                 body = await self._get("/api/v1/events", after=self._after, wait=self.config.wait_s)
                 delay = 1.0
             except AdapterAuthError:
-                raise
+                raise  # the hub reports it and waits minutes, not seconds
             except AdapterError as exc:
                 log.warning("%s; retrying in %.0f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
                 continue
-            for raw in body.get("events", []):
+            raw_events = body.get("events")
+            for raw in raw_events if isinstance(raw_events, list) else []:
                 event = self._event(raw)
                 if event is not None:
                     yield event
+            await self._save_cursor()
+            if not raw_events and time.monotonic() - started < 0.5:
+                await asyncio.sleep(0.5)  # a controller that ignores `wait` must not make this spin
 
     def _event(self, raw: Any) -> SourceEvent | None:
-        if not isinstance(raw, dict) or not isinstance(raw.get("seq"), int):
-            log.warning("%s: ignoring malformed event %.200r", self.id, raw)
+        seq = raw.get("seq") if isinstance(raw, dict) else None
+        if type(seq) is not int or seq <= self._after:  # malformed, or already reported
+            if type(seq) is not int:
+                log.warning("%s: ignoring malformed event %.200r", self.id, raw)
             return None
-        self._after = max(self._after, raw["seq"])
+        self._after = seq
         mapped = EVENT_TYPES.get(str(raw.get("type")))
         if mapped is None:
             return None  # an event type the hub has no use for
         kind, extra = mapped
         door = str(raw.get("door", ""))
-        data: dict[str, Any] = {"door": door, "seq": raw["seq"], **extra}
+        data: dict[str, Any] = {"door": door, "seq": seq, **extra}
         if raw.get("method"):
             data["method"] = str(raw["method"])
         if self.config.cameras.get(door):
             data["cameras"] = list(self.config.cameras[door])
         at = raw.get("time")
+        stamp = {"at": float(at)} if type(at) in (int, float) and 0 < at < 4e9 else {}  # epoch seconds
         return SourceEvent(source_id=f"{self.id}.door{door}" if door else self.id, kind=kind,
-                           grid=self.config.grid or None, data=data,
-                           **({"at": float(at)} if isinstance(at, int | float) else {}))
+                           grid=self.config.grid or None, data=data, **stamp)
 
     def diagnostics(self) -> dict[str, Any]:
         return {**super().diagnostics(), "last_seq": self._after}

@@ -71,6 +71,12 @@ class AcmeGateSimulator:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self
 
+    async def reboot(self, down_s: float = 1.0) -> None:
+        """Drop every connection, stay away ``down_s``, come back on the same port (events kept)."""
+        await self.stop()
+        await asyncio.sleep(down_s)
+        await self.start()
+
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()

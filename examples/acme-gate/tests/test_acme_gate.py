@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from acme_gate.simulator import AcmeGateSimulator
 
+from adapters.base import Adapter, AdapterContext
 from adapters.conformance import AdapterCase, AdapterConformance, first_event
 from adapters.registry import create, entries
 from hub.errors import AdapterNotReady
@@ -38,6 +41,7 @@ class TestAcmeGateConformance(AdapterConformance):
             config=config(controller),
             secrets=[TOKEN],
             trigger=trigger,
+            restart_peer=controller.reboot,
             bad_auth={"token": "wrong-token-0000"},
             unreachable={"url": "http://127.0.0.1:9", "timeout_s": 1},
         )
@@ -75,3 +79,20 @@ async def test_booting_controller_is_not_ready_then_events_resume(controller: Ac
         (event,) = await got
     assert event.kind is EventKind.TAMPER
     assert event.source_id == "gate-north.door2"
+
+
+async def test_nothing_is_reported_twice_across_a_hub_restart(controller: AcmeGateSimulator,
+                                                              tmp_path: Path) -> None:
+    def adapter() -> Adapter[Any]:
+        return create(config(controller), AdapterContext(state_dir=tmp_path / "gate-north"))
+
+    case = AdapterCase(config=config(controller))
+    async with adapter() as first:
+        await controller.emit("door_open")
+        (seen,) = await first_event(first, case)
+    await controller.emit("door_close")  # while the hub is down
+    async with adapter() as second:  # a new process would start exactly like this
+        (after,) = await first_event(second, case)
+    assert seen.kind is EventKind.DOOR_OPENED
+    assert after.kind is EventKind.DOOR_CLOSED  # not door_open again
+    assert (tmp_path / "gate-north" / "cursor").read_text() == "2"
