@@ -207,6 +207,8 @@ class Hub:
                                held_open_s=self.cfg.alerts.held_open_s)
         tasks["devices"] = device_hub.run
         tasks["mqtt-out"] = IncidentPublisher(self.bus, mqtt, self.cfg.mqtt.topic_prefix).run
+        if self.cfg.demo.village:
+            await self._add_demo_village(stack, tasks)
         if not (self.cfg.demo.sensors and self.cfg.devices):
             return device_hub
         from adapters.mqtt_client import MqttClient
@@ -224,6 +226,29 @@ class Hub:
 
         tasks["demo-sensors"] = simulate
         return device_hub
+
+    async def _add_demo_village(self, stack: contextlib.AsyncExitStack,
+                                tasks: dict[str, Callable[[], Coroutine[Any, Any, Any]]]) -> None:
+        """The demo's simulated village systems: one MQTT client each, like real village gateways."""
+        from adapters.mqtt import MqttSourceConfig
+        from adapters.mqtt_client import MqttClient
+        from hub.demo_village import DemoVillage
+
+        for src in self.cfg.sources:
+            if not (isinstance(src, MqttSourceConfig) and src.dialect == "mapping" and src.enabled):
+                continue
+            client_id = f"{self.cfg.mqtt.client_id}-demo-{src.id}"
+            url = src.url or self.mqtt_url
+            client = await stack.enter_async_context(MqttClient(url, client_id, clean_session=True))
+            village = DemoVillage(src, client, interval_s=self.cfg.demo.sensor_interval_s * 1.5)
+
+            async def simulate(village: DemoVillage = village, connected: asyncio.Event =
+                               self.supervisors[src.id].connected) -> None:
+                await connected.wait()  # like gateways that were there before the hub
+                await asyncio.sleep(1.0)  # the source subscribes right after it connects
+                await village.run()
+
+            tasks[f"demo-village:{src.id}"] = simulate
 
     async def _run_tasks(self, tasks: dict[str, Callable[[], Coroutine[Any, Any, Any]]]) -> None:
         async def supervised(name: str, factory: Callable[[], Coroutine[Any, Any, Any]]) -> None:

@@ -240,6 +240,11 @@ class AlertsSection(Strict):
 class DemoSection(Strict):
     sensors: bool = Field(False, description="Run simulated village sensors (door contacts, smart lock).")
     sensor_interval_s: float = Field(8.0, gt=0, description="Mean seconds between simulated events.")
+    village: bool = Field(
+        False,
+        description="Simulate the village access systems of `sources:` entries with dialect mapping, "
+        "publishing in the format their mapping rules describe (the hub decodes it from config alone).",
+    )
     force_night: bool = Field(True, description="Treat every hour as night (so the demo shows night rules).")
 
 

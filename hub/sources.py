@@ -44,10 +44,15 @@ class SourceSupervisor:
         self.auth_retry_s = auth_retry_s
         self.info: DeviceInfo | None = None
         self.key = f"source:{adapter.id}"
+        self.connected = asyncio.Event()  # set while the adapter is up (state "ok")
         self._reported: str | None = None
 
     def set_state(self, state: str, detail: str = "") -> None:
         self.components[self.key] = state
+        if state == "ok":
+            self.connected.set()
+        else:
+            self.connected.clear()
         if state != self._reported:
             self._reported = state
             level = logging.INFO if state in ("ok", "connecting") else logging.WARNING
