@@ -73,6 +73,7 @@ class Hub:
         self.mqtt_url: str | None = None
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
+        self._signalled_at = 0.0
 
     # ----------------------------------------------------------------- lifecycle
     def stop(self) -> None:
@@ -87,9 +88,13 @@ class Hub:
         await self.run()
 
     def _on_signal(self, sig: signal.Signals) -> None:
+        now = time.monotonic()
         if self._stop.is_set():
+            if now - self._signalled_at < 1.0:
+                return  # the same stop delivered twice (`timeout` signals the child and its group)
             log.warning("second %s: exiting now", sig.name)
             raise SystemExit(130)
+        self._signalled_at = now
         log.info("%s received: shutting down (budget %.0f s)", sig.name, SHUTDOWN_BUDGET_S)
         self._stop.set()
 
