@@ -18,7 +18,9 @@ Configuration only; the dialect says how the devices talk::
 
 ``homeassistant`` finds devices by MQTT discovery (``devices`` only lends ids, grids, cameras and lock
 links to discovered ones, matched by ``topic`` = the HA device identifier); ``mapping`` describes a
-village system's own format with :class:`adapters.dialects.mapping.MappingRule` s. The session is
+village system's own format with :class:`adapters.dialects.mapping.MappingRule` s. Discovered and
+``auto_devices`` devices stop at ``max_devices`` (2,000): anyone who can publish on the broker could
+otherwise create devices without end. The session is
 persistent (QoS 1, MQTT 5 session expiry) so nothing published while the hub restarts is lost; the
 client id defaults to ``<hub client id>-<source id>``. Events: door opened/closed/held open/forced,
 tamper, lock unlocked (with the method) and locked, repeated failed attempts, low battery, device
@@ -120,6 +122,9 @@ class MqttSourceConfig(AdapterConfig):
                                                     "discovered device, or only those listed in devices.")
     tasmota: TasmotaSettings = Field(default_factory=TasmotaSettings, description="tasmota options.")
     mapping: list[MappingRule] = Field(default_factory=list, description="mapping: the rules.")
+    max_devices: int = Field(2000, ge=1, description="homeassistant / mapping auto_devices: at most this "
+                             "many devices (configured ones always count and are always accepted); "
+                             "messages about one more are counted as unknown_device and logged once.")
     devices: list[MqttDevice] = Field(default_factory=list, description="The devices (see dialect).")
     offline_after_s: float = Field(0, ge=0, description="Default silence before a device is offline "
                                    "(0 = only availability/LWT messages say so).")
@@ -223,8 +228,9 @@ class MqttSource(Adapter[MqttSourceConfig]):
         if c.dialect == "tasmota":
             return Tasmota(specs, **c.tasmota.model_dump()), specs
         if c.dialect == "homeassistant":
-            return HomeAssistant(specs, prefix=c.discovery_prefix, accept=c.discovery, defaults=defaults), []
-        return MappingDialect(c.mapping, specs, defaults=defaults), specs
+            return HomeAssistant(specs, prefix=c.discovery_prefix, accept=c.discovery, defaults=defaults,
+                                 max_devices=c.max_devices), []
+        return MappingDialect(c.mapping, specs, defaults=defaults, max_devices=c.max_devices), specs
 
     # ------------------------------------------------------------------ lifecycle
     async def probe(self) -> DeviceInfo:

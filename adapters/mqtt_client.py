@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
 import aiomqtt
 
@@ -43,33 +42,16 @@ from adapters.mqtt_broker import (
     probe,
     tls_refusal,
 )
+from adapters.mqtt_message import MqttMessage, Payload, encode_payload
 from hub.errors import AdapterAuthError
 from hub.redact import redact_text, redact_url
 
-__all__ = ["BrokerAddress", "MqttClient", "MqttMessage", "encode_payload", "parse_mqtt_url"]
+__all__ = ["BrokerAddress", "MqttClient", "MqttMessage", "Payload", "encode_payload", "parse_mqtt_url"]
 
 log = logging.getLogger(__name__)
 
-Payload = bytes | str | dict[str, Any] | list[Any]
-
-
-@dataclass(frozen=True, slots=True)
-class MqttMessage:
-    """One received message, independent of the MQTT library."""
-
-    topic: str
-    payload: bytes
-    qos: int = 0
-    retain: bool = False
-
-
-def encode_payload(payload: Payload) -> bytes:
-    """bytes as is, str as UTF-8, dict/list as compact JSON."""
-    if isinstance(payload, bytes):
-        return payload
-    if isinstance(payload, str):
-        return payload.encode()
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+SUBSCRIBE_BATCH = 100  # topic filters per SUBSCRIBE / UNSUBSCRIBE packet
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -228,27 +210,45 @@ class MqttClient:
 
     # ------------------------------------------------------------------ public API
     async def subscribe(self, topic_filter: str, qos: int = 1) -> None:
-        """Register ``topic_filter``; it is (re-)subscribed on every connect."""
-        self._filters[topic_filter] = qos
+        """Register ``topic_filter``; it is (re-)subscribed on every connect (see :meth:`subscribe_all`)."""
+        await self.subscribe_all([topic_filter], qos)
+
+    async def subscribe_all(self, filters: Iterable[str], qos: int = 1) -> None:
+        """Register ``filters``; they are (re-)subscribed on every connect. Online, this returns once
+        the broker acknowledged them (SUBACK; up to 100 filters a packet). Offline, it returns at once:
+        the connect sequence subscribes every registered filter before going online."""
+        todo = list(dict.fromkeys(filters))
+        self._filters.update(dict.fromkeys(todo, qos))
         client = self._client
-        # Not online yet: the connect sequence subscribes every registered filter before going online.
-        if client is not None and self.online and topic_filter not in self._subscribed:
-            self._subscribed.add(topic_filter)
+        if client is None or not self.online:
+            return
+        for batch in _batches([f for f in todo if f not in self._subscribed]):
+            self._subscribed.update(batch)
             try:
-                await client.subscribe(topic_filter, qos)
-            except aiomqtt.MqttError as exc:  # the reconnect will subscribe it
-                log.debug("subscribe %s deferred: %s", topic_filter, exc)
+                await client.subscribe([(f, qos) for f in batch])
+            except aiomqtt.MqttError as exc:  # the reconnect will subscribe them
+                log.debug("subscribe %s (+%d) deferred: %s", batch[0], len(batch) - 1, exc)
+                return
 
     async def unsubscribe(self, topic_filter: str) -> None:
         """Forget ``topic_filter`` (e.g. a device removed by discovery)."""
-        self._filters.pop(topic_filter, None)
+        await self.unsubscribe_all([topic_filter])
+
+    async def unsubscribe_all(self, filters: Iterable[str]) -> None:
+        """Forget ``filters``; online, this returns once the broker acknowledged (UNSUBACK)."""
+        todo = list(dict.fromkeys(filters))
+        for topic_filter in todo:
+            self._filters.pop(topic_filter, None)
         client = self._client
-        if client is not None and self.online and topic_filter in self._subscribed:
-            self._subscribed.discard(topic_filter)
+        if client is None or not self.online:
+            return
+        for batch in _batches([f for f in todo if f in self._subscribed]):
+            self._subscribed.difference_update(batch)
             try:
-                await client.unsubscribe(topic_filter)
-            except aiomqtt.MqttError as exc:  # the next connect does not subscribe it again
-                log.debug("unsubscribe %s failed: %s", topic_filter, exc)
+                await client.unsubscribe(batch)
+            except aiomqtt.MqttError as exc:  # the next connect does not subscribe them again
+                log.debug("unsubscribe %s (+%d) failed: %s", batch[0], len(batch) - 1, exc)
+                return
 
     async def publish(self, topic: str, payload: Payload, qos: int = 1, retain: bool = False) -> None:
         """Queue a message; it is sent now if online, otherwise after the next connect."""
@@ -296,8 +296,9 @@ class MqttClient:
                     self._subscribed = set()
                     # filters registered while this runs are picked up by the next pass
                     while pending := [(f, q) for f, q in self._filters.items() if f not in self._subscribed]:
-                        self._subscribed.update(f for f, _ in pending)
-                        await client.subscribe(pending)
+                        for batch in _batches(pending):
+                            self._subscribed.update(f for f, _ in batch)
+                            await client.subscribe(batch)
                     self.stats.connects += 1
                     self.auth_error = None
                     self._online.set()
@@ -398,3 +399,8 @@ class MqttClient:
     async def _publish_one(self, client: aiomqtt.Client, m: _Outgoing, confirmed: list[bool], i: int) -> None:
         await client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain, timeout=self._publish_timeout)
         confirmed[i] = True
+
+
+def _batches(items: list[_T], size: int = SUBSCRIBE_BATCH) -> Iterator[list[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

@@ -32,12 +32,15 @@ AVAILABILITY_SUFFIX = "/availability"
 
 class PayloadError(ValueError):
     """A device payload is malformed. ``result`` is the metrics label (bad_json, bad_payload, too_large,
-    unknown_device); ``device`` the device it was about, when the dialect could tell."""
+    unknown_device); ``device`` the device it was about, when the dialect could tell; ``log_key``, when
+    given, groups errors that are logged only once (e.g. every config refused by a device limit)."""
 
-    def __init__(self, message: str, result: str = "bad_payload", device: str | None = None) -> None:
+    def __init__(self, message: str, result: str = "bad_payload", device: str | None = None, *,
+                 log_key: str | None = None) -> None:
         super().__init__(message)
         self.result = result
         self.device = device
+        self.log_key = log_key
 
 
 @dataclass(frozen=True, slots=True)

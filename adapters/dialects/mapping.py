@@ -26,6 +26,8 @@ true/false, 1/0, ON/OFF, open/closed...) and ``ts`` (epoch s or ms, or ISO 8601 
 ``$`` is the whole payload, ``topic:<name>`` a topic capture. Values are matched as text (``1`` → "1",
 ``true`` → "true"), exactly first, then ignoring case. An event value that maps to nothing is a bad
 payload (counted and logged with a sample), which is how an integrator finds unmapped codes.
+``auto_devices`` stop at ``max_devices`` devices (configured ones included): a message for one more is
+counted as ``unknown_device`` and logged once.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ Target = Literal["device", "event", "method", "door", "locked", "battery", "batt
                  "online", "ts"]
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
 _CAPTURE = re.compile(r"^[+#][A-Za-z_][A-Za-z0-9_]*$")
+MAX_DEVICES = 2000  # auto_devices never create more (anyone who can publish could make them)
 _cached_path = functools.lru_cache(maxsize=4096)(parse_path)
 _WORDS = {"locked": True, "lock": True, "unlocked": False, "unlock": False, "open": True, "opened": True,
           "closed": False, "close": False, "online": True, "offline": False, "low": True, "ok": False}
@@ -80,7 +83,7 @@ class MappingRule(BaseModel):
                                                  "{system value: hub value}.")
     kind: DeviceKind = Field("door_contact", description="Kind of devices this rule creates (auto_devices).")
     auto_devices: bool = Field(False, description="Create devices for ids that are not configured "
-                               "(otherwise counted as unknown_device).")
+                               "(otherwise counted as unknown_device), up to the source's max_devices.")
 
     @field_validator("topic")
     @classmethod
@@ -160,10 +163,11 @@ class MappingDialect(Dialect):
     name = "mapping"
 
     def __init__(self, rules: Iterable[MappingRule], devices: Iterable[DeviceSpec] = (), *,
-                 defaults: DeviceSpec | None = None) -> None:
+                 defaults: DeviceSpec | None = None, max_devices: int = MAX_DEVICES) -> None:
         self.rules = list(rules)
         self.known: dict[str, DeviceSpec] = {d.id: d for d in devices}
         self.defaults = defaults or DeviceSpec(id="-", kind="door_contact")
+        self.max_devices = max_devices  # configured devices always count; auto_devices stop here
 
     def filters(self) -> list[str]:
         return list(dict.fromkeys(rule.filter() for rule in self.rules))
@@ -197,6 +201,10 @@ class MappingDialect(Dialect):
         if spec is None:
             if not rule.auto_devices:
                 raise PayloadError(f"unknown device {device!r}", "unknown_device")
+            if len(self.known) >= self.max_devices:
+                raise PayloadError(f"device limit reached ({self.max_devices} devices; max_devices): "
+                                   f"{device!r} not added", "unknown_device",
+                                   log_key=f"{self.name}:max_devices")
             d = self.defaults
             new = spec = replace(d, id=device, kind=rule.kind, topic=device, dialect=self.name, name="")
             self.known[device] = spec

@@ -6,6 +6,7 @@ Garbage (hypothesis) goes through every decoder in test_dialects_garbage.py.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -25,7 +26,7 @@ from adapters.dialects import (
     topic_matches,
     zigbee2mqtt,
 )
-from adapters.dialects.homeassistant import HomeAssistant
+from adapters.dialects.homeassistant import MAX_ENTITIES, HomeAssistant
 from adapters.dialects.mapping import MappingDialect, MappingRule
 from adapters.dialects.tasmota import Tasmota
 
@@ -407,3 +408,79 @@ def test_homeassistant_node_and_object_ids_do_not_shadow_each_other() -> None:
     one(ha.decode("homeassistant/binary_sensor/n1/config", b""))
     assert ha.decode("n/door", b"ON") is None
     assert rd(ha.decode("n/tamper", b"ON")) == Reading(tamper=True)
+
+
+# ---------------------------------------------------------------- bounded, incremental discovery
+def test_homeassistant_discovers_thousands_of_entities_quickly() -> None:
+    """Each config touches only its own entities: 4,000 entities (2,000 doors with a lock each) and
+    1,000 ignored configs in well under 3 s (it was quadratic: ~14 s here), then they all route."""
+    ha = HomeAssistant()
+    started = time.perf_counter()
+    for i in range(2000):
+        dev = {"ids": [f"dev{i}"]}
+        door = {"dev_cla": "door", "stat_t": f"d/{i}/door", "avty_t": f"d/{i}/avail", "dev": dev}
+        one(ha.decode(f"homeassistant/binary_sensor/dev{i}/door/config", cfg(door)))
+        one(ha.decode(f"homeassistant/lock/dev{i}/lock/config", cfg({"stat_t": f"d/{i}/lock", "dev": dev})))
+        if i % 2:
+            assert ha.decode(f"homeassistant/light/dev{i}/l/config", cfg({"stat_t": f"d/{i}/light"})) == \
+                [Decoded("", result="ignored")]
+    took = time.perf_counter() - started
+    assert took < 3.0, f"discovering 4,000 entities took {took:.1f} s"
+    assert len(ha.entities) == 4000 and len(ha.specs) == 2000
+    assert all(spec.kind == "smart_lock" for spec in ha.specs.values())
+    assert len(ha.filters()) == 2 + 3 * 2000
+    assert rd(ha.decode("d/1999/lock", b"UNLOCKED")) == Reading(locked=False)
+    assert one(ha.decode("d/7/avail", b"offline")).reading == Reading(available=False)
+    # removing a lock entity touches only its device; removing the door removes the device and its topics
+    gone = one(ha.decode("homeassistant/lock/dev7/lock/config", b""))
+    assert gone.spec is not None and gone.spec.kind == "door_contact"
+    assert one(ha.decode("homeassistant/binary_sensor/dev7/door/config", b"")).removed
+    assert ha.decode("d/7/door", b"ON") is None and "d/7/avail" not in ha.filters()
+    assert len(ha.specs) == 1999 and len(ha.filters()) == 2 + 3 * 1999
+
+
+def test_homeassistant_device_limit() -> None:
+    configured = DeviceSpec(id="gate-3", kind="door_contact", topic="acme-gate-3", dialect="homeassistant")
+    ha = HomeAssistant([configured], max_devices=2)
+
+    def door(ident: str) -> bytes:
+        return cfg({"dev_cla": "door", "stat_t": f"{ident}/door", "dev": {"ids": ident}})
+
+    one(ha.decode("homeassistant/binary_sensor/d1/door/config", door("d1")))
+    one(ha.decode("homeassistant/binary_sensor/d2/door/config", door("d2")))
+    for ident in ("d3", "d4"):
+        with pytest.raises(PayloadError, match="device limit") as exc:
+            ha.decode(f"homeassistant/binary_sensor/{ident}/door/config", door(ident))
+        assert exc.value.result == "unknown_device" and exc.value.log_key is not None
+    assert set(ha.specs) == {"d1", "d2"} and "d3/door" not in ha.filters()
+    # known devices still get new entities; configured devices are always accepted
+    tamper = cfg({"dev_cla": "tamper", "stat_t": "d1/tamper", "dev": {"ids": "d1"}})
+    assert one(ha.decode("homeassistant/binary_sensor/d1/tamper/config", tamper)).result == "discovery"
+    one(ha.decode("homeassistant/binary_sensor/gate/door/config", door("acme-gate-3")))
+    assert set(ha.specs) == {"d1", "d2", "gate-3"}
+    # a removed device frees its slot
+    assert one(ha.decode("homeassistant/binary_sensor/d2/door/config", b"")).removed
+    one(ha.decode("homeassistant/binary_sensor/gate/door/config", b""))
+    one(ha.decode("homeassistant/binary_sensor/d3/door/config", door("d3")))
+    assert set(ha.specs) == {"d1", "d3"}
+    # and one device cannot grow without bound either
+    for n in range(MAX_ENTITIES - 2):
+        one(ha.decode(f"homeassistant/binary_sensor/d1/t{n}/config",
+                      cfg({"dev_cla": "tamper", "stat_t": f"d1/t{n}", "dev": {"ids": "d1"}})))
+    with pytest.raises(PayloadError, match="more than") as exc:
+        ha.decode("homeassistant/binary_sensor/d1/one-more/config",
+                  cfg({"dev_cla": "tamper", "stat_t": "d1/more", "dev": {"ids": "d1"}}))
+    assert exc.value.device == "d1" and "d1/more" not in ha.filters()
+
+
+def test_mapping_auto_devices_stop_at_the_device_limit() -> None:
+    rule = MappingRule(topic="estate/+device", fields={"event": "evt"}, auto_devices=True)
+    m = MappingDialect([rule], [GATE_M], max_devices=3)
+    for device in ("gate-1", "gate-2", "gate-3"):
+        one(m.decode(f"estate/{device}", cfg({"evt": "door_open"})))
+    with pytest.raises(PayloadError, match="device limit") as exc:
+        m.decode("estate/gate-4", cfg({"evt": "door_open"}))
+    assert exc.value.result == "unknown_device" and exc.value.log_key is not None
+    assert set(m.known) == {"gate-1", "gate-2", "gate-3"}
+    assert one(m.decode("estate/gate-2", cfg({"evt": "door_close"}))).reading == \
+        Reading(door_open=False, action="door_close")

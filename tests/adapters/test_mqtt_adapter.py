@@ -107,10 +107,17 @@ def test_config_validation() -> None:
         ({"url": "http://broker"}, "scheme"),
         ({"tls": {"key_file": "k.pem"}}, "key_file needs cert_file"),
         ({"protocol": "4"}, "protocol"),
+        ({"max_devices": 0}, "max_devices"),
     ]
     for extra, message in bad:
         with pytest.raises(ValidationError, match=message):
             parse_config({"kind": "mqtt", "id": "v1", **extra})
+    # the device limit reaches the discovery dialects (default 2,000)
+    for dialect, extra in (("homeassistant", {}), ("mapping", {"mapping": [{"topic": "v/+device/e"}]})):
+        limited = create({"kind": "mqtt", "id": "v1", "dialect": dialect, "max_devices": 5, **extra})
+        assert isinstance(limited, MqttSource)
+        assert getattr(limited.dialect()[0], "max_devices", None) == 5
+    assert MqttSourceConfig(kind="mqtt", id="v1").max_devices == 2000
 
 
 # ---------------------------------------------------------------- dialects end to end (real Mosquitto)
@@ -178,14 +185,15 @@ async def test_homeassistant_discovery_adds_and_removes_devices() -> None:
         await publish(topics[0], contact, retain=True)  # retained before the hub starts
         async with running(config, AdapterContext(on_status=rows.append)) as ev:
             await publish(topics[1], lock, retain=True)
-            await asyncio.sleep(0.3)  # the adapter subscribes the new state topics
+            # a row for the redefined device means the broker acknowledged its new lock state topic
+            await wait_until(lambda: any(r["id"] == "gate-3" and r["kind"] == "smart_lock" for r in rows),
+                             what="gate-3 reported as a smart lock")
             await publish(f"{p}/gate3/lock", "LOCKED")
             await publish(f"{p}/gate3", {"contact": True})
             await publish(f"{p}/gate3", {"contact": False})
             await publish(f"{p}/gate3/avail", "offline")
             assert await ev.wait(2) == [("gate-3", "door_forced"), ("gate-3", "device_offline")]
             assert ev.got[0].data["cameras"] == ["cam-3"] and ev.got[0].grid == "4401"
-            assert any(r["id"] == "gate-3" and r["kind"] == "smart_lock" for r in rows)
             for topic in topics:
                 await publish(topic, b"", retain=True)
             await wait_until(lambda: bool(rows[-1].get("removed")), what="the device removed")
@@ -219,7 +227,7 @@ async def test_mapping_dialect_for_a_village_system() -> None:
         assert ev.got[1].data["unlocked_by"] == "card"
         hub = ev.adapter.hub
         assert hub is not None
-        await asyncio.sleep(0.1)
+        await wait_until(lambda: hub.counts["unknown_device"] == 1, what="the unknown device counted")
         assert hub.counts["bad_payload"] == 1 and hub.counts["unknown_device"] == 1
         assert hub.counts["ignored"] == 1
         assert ev.adapter.diagnostics()["counts"]["unknown_device"] == 1

@@ -72,6 +72,26 @@ async def test_roundtrip_on_mosquitto_qos1() -> None:
         assert sub.stats.received == 3
 
 
+async def test_subscribe_all_returns_once_the_broker_acknowledged_every_filter() -> None:
+    """250 filters go out in SUBSCRIBE packets of 100; when subscribe_all returns, a message published
+    on any of them at once (not retained) is delivered. unsubscribe_all takes them away again."""
+    url = require_mosquitto()
+    prefix = unique("suback")
+    topics = [f"{prefix}/d{i}" for i in range(250)]
+    async with MqttClient(url, prefix + "-sub", clean_session=True) as sub, \
+            aiomqtt.Client("127.0.0.1", 1883, identifier=prefix + "-pub") as pub:
+        assert await sub.wait_online(5)
+        await sub.subscribe_all(topics, qos=1)
+        for topic in topics[::50]:
+            await pub.publish(topic, "ON", qos=1)
+        assert [m.topic for m in await take(sub.messages(), 5)] == topics[::50]
+        await sub.unsubscribe_all(topics[:-1])
+        await pub.publish(topics[0], "gone", qos=1)
+        await pub.publish(topics[-1], "kept", qos=1)
+        assert [(m.topic, m.payload) for m in await take(sub.messages(), 1)] == [(topics[-1], b"kept")]
+        assert sub.stats.received == 6
+
+
 async def test_reconnects_and_resubscribes_after_broker_restart() -> None:
     broker = EmbeddedBroker(port=free_port())
     url = await broker.start()

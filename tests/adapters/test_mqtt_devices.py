@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
 import aiomqtt
 
-from adapters.dialects import DeviceSpec
+from adapters.device_state import DeviceState, DoorLockRules
+from adapters.dialects import DeviceSpec, Reading
 from adapters.dialects.homeassistant import HomeAssistant
 from adapters.dialects.mapping import MappingDialect, MappingRule
 from adapters.mqtt_client import MqttClient
@@ -256,3 +258,80 @@ def test_unknown_devices_counted_and_logged_once(caplog: Any) -> None:
     assert hub.counts == {"unknown_device": 3}
     logged = [r for r in caplog.records if "gate-9" in r.getMessage()]
     assert len(logged) == 1
+
+
+async def test_discovered_devices_are_reported_once_their_topics_are_subscribed() -> None:
+    """A status row for a discovered device means the broker acknowledged its state topic (SUBACK): a
+    non-retained state the device publishes right after is never lost. Before, rows went out at once
+    and the subscriptions trailed behind (one round trip each), so most of these states were lost."""
+    url = require_mosquitto()
+    p = unique("ha-suback")
+    n = 200
+    rows: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    events: list[SourceEvent] = []
+    opened = asyncio.Event()
+
+    def on_event(event: SourceEvent) -> None:
+        events.append(event)
+        if len(events) == n:
+            opened.set()
+
+    async with MqttClient(url, p + "-hub", clean_session=True) as client:
+        hub = DeviceHub([], None, client, dialects=[HomeAssistant(prefix=f"{p}/ha")],
+                        on_event=on_event, on_status=rows.put_nowait)
+        task = asyncio.create_task(hub.run())
+        try:
+            await asyncio.wait_for(hub.ready.wait(), 5)
+            assert await client.wait_online(5)
+            async with aiomqtt.Client("127.0.0.1", 1883, identifier=p + "-dev") as dev:
+                for i in range(n):
+                    config = {"dev_cla": "door", "stat_t": f"{p}/d{i}", "dev": {"ids": [f"{p}-d{i}"]}}
+                    await dev.publish(f"{p}/ha/binary_sensor/d{i}/door/config", json.dumps(config))
+                reported: set[str] = set()
+                async with asyncio.timeout(10):
+                    while len(reported) < n:
+                        reported.add((await rows.get())["id"])
+                for i in range(n):  # every device reported ready: all doors open now, not retained
+                    await dev.publish(f"{p}/d{i}", "ON")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(opened.wait(), 5)
+            assert len(events) == n, f"{n - len(events)} of {n} non-retained states were lost"
+            assert {str(e.kind) for e in events} == {"door_opened"}
+            assert len({e.source_id for e in events}) == n
+            assert hub.counts["discovery"] == n and hub.counts["ok"] == n
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+def test_device_limit_is_counted_as_unknown_device_and_logged_once(caplog: Any) -> None:
+    rows: list[dict[str, Any]] = []
+    hub = DeviceHub([], None, None, dialects=[HomeAssistant(max_devices=2)], on_status=rows.append)
+    for i in range(5):
+        config = {"device_class": "door", "state_topic": f"d/{i}", "device": {"identifiers": [f"d{i}"]}}
+        hub.handle(f"homeassistant/binary_sensor/d{i}/door/config", json.dumps(config).encode(), now=i)
+    assert set(hub.devices) == {"d0", "d1"} and {r["id"] for r in rows} == {"d0", "d1"}
+    assert hub.counts == {"discovery": 2, "unknown_device": 3}
+    logged = [r for r in caplog.records if "device limit" in r.getMessage()]
+    assert len(logged) == 1 and "max_devices" in logged[0].getMessage()
+    # mapping auto_devices share the limit
+    rule = MappingRule(topic="v/+device/e", fields={"event": "e"}, auto_devices=True)
+    auto = DeviceHub([], None, None, dialects=[MappingDialect([rule], max_devices=2)])
+    for i in range(4):
+        auto.handle(f"v/gate-{i}/e", b'{"e": "door_open"}', now=0)
+    assert set(auto.devices) == {"gate-0", "gate-1"}
+    assert auto.counts == {"ok": 2, "unknown_device": 2}
+
+
+def test_door_lock_rules_stand_alone() -> None:
+    """The state machine needs no hub: a door opening while its lock reports locked is forced."""
+    lock = DeviceState(DeviceSpec(id="lock", kind="smart_lock"))
+    door = DeviceState(DeviceSpec(id="door", kind="door_contact", lock="lock", cameras=("cam-1",)))
+    rules = DoorLockRules({"lock": lock, "door": door}, held_open_s=30, forced_window_s=10)
+    assert rules.apply(lock, Reading(locked=True), 0) == []
+    assert rules.apply(door, Reading(door_open=False), 1) == []
+    forced = rules.apply(door, Reading(door_open=True), 100)
+    assert [(e.kind, e.data["reason"], e.data["cameras"]) for e in forced] == \
+        [(EventKind.DOOR_FORCED, "opened_while_locked", ["cam-1"])]
+    assert [e.kind for e in rules.timers(door, 131, started=0)] == [EventKind.DOOR_HELD_OPEN]
+    assert door.status()["last_event"] == "door_held_open"
