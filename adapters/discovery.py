@@ -3,40 +3,38 @@
 A Probe for ``dn:NetworkVideoTransmitter`` goes to 239.255.255.250:3702 from the chosen interface(s)
 and/or, for routed networks where multicast does not pass, by unicast to hosts and CIDR ranges (capped
 and rate-limited). Answers are collected for ``timeout_s`` after the last probe, deduplicated by
-endpoint reference, and returned as :class:`DiscoveredDevice` s; :func:`render_yaml` turns them into
-``cameras:`` entries for the ``onvif`` adapter. Pure asyncio and the standard library; datagrams over
-``max_datagram`` bytes are dropped unparsed, the rest parsed safely by :mod:`adapters.wsdiscovery`.
+endpoint reference, and returned as :class:`DiscoveredDevice` s. Pure asyncio and the standard
+library; datagrams over ``max_datagram`` bytes are dropped unparsed, the rest parsed safely by
+:mod:`adapters.wsdiscovery`. The command line and the config snippets it prints live in
+:mod:`adapters.discovery_cli` (``add_arguments`` and ``run_cli`` are re-exported here).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import fcntl
 import ipaddress
-import json
 import logging
 import random
-import re
 import socket
 import struct
-import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
-
-import yaml
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from adapters.wsdiscovery import DiscoveredDevice, MalformedMessage, is_ipv4, parse_message, probe_message
 from hub.errors import HubError
 
+if TYPE_CHECKING:
+    from adapters.discovery_cli import add_arguments, run_cli
+
 __all__ = [
     "DiscoveredDevice", "DiscoveryInputError", "DiscoveryResult", "DiscoveryStats", "Interface",
-    "add_arguments", "camera_ids", "config_snippet", "discover", "password_env", "render_json",
-    "render_yaml", "resolve_interface", "resolve_targets", "run_cli",
+    "add_arguments", "discover", "resolve_interface", "resolve_targets", "run_cli",
 ]
+_CLI_NAMES = frozenset({"add_arguments", "run_cli"})
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +45,6 @@ MAX_TARGETS = 1024  # unicast addresses per run unless raised; a /22
 MAX_TARGETS_CEILING = 65536
 MAX_DEVICES = 4096
 _SIOCGIFADDR, _SIOCGIFFLAGS, _IFF_UP, _IFF_MULTICAST = 0x8915, 0x8913, 0x1, 0x1000
-
-EXIT_FOUND, EXIT_NONE_FOUND, EXIT_BAD_INPUT = 0, 1, 2
 
 
 class DiscoveryInputError(HubError, ValueError):
@@ -174,6 +170,11 @@ class _Collector(asyncio.DatagramProtocol):
         except MalformedMessage as exc:
             stats.malformed += 1
             log.debug("ignored a malformed datagram from %s: %s", source, exc)
+            return
+        except Exception as exc:  # a parser bug: never let one hostile datagram reach asyncio's handler
+            stats.malformed += 1
+            log.debug("ignored a datagram from %s the parser failed on: %s: %s", source,
+                      type(exc).__name__, exc, exc_info=exc)
             return
         if msg.kind != "probe_matches" or (msg.relates_to and msg.relates_to != self.message_id):
             stats.unrelated += 1
@@ -303,120 +304,11 @@ def _sort_key(host: str) -> tuple[int, int, str]:
     return (0, int(ipaddress.IPv4Address(host)), "") if is_ipv4(host) else (1, 0, host)
 
 
-# -- output -----------------------------------------------------------------------------------------
-def camera_ids(devices: Sequence[DiscoveredDevice]) -> list[str]:
-    """A unique, readable id per device: a slug of its name, else of its address."""
-    ids: list[str] = []
-    for device in devices:
-        by_host = "cam-" + re.sub(r"[^0-9a-z]+", "-", device.host.lower()).strip("-")
-        base = re.sub(r"[^0-9a-z]+", "-", device.name.lower()).strip("-")[:40].strip("-") or by_host
-        candidate, n = base, 2
-        if candidate in ids and base != by_host:
-            candidate = base = f"{base}-{by_host.removeprefix('cam-')}"
-        while candidate in ids:
-            candidate, n = f"{base}-{n}", n + 1
-        ids.append(candidate)
-    return ids
+def __getattr__(name: str) -> Any:
+    """``add_arguments`` and ``run_cli`` from :mod:`adapters.discovery_cli`, imported on first use (it
+    imports this module, so importing it here at the top would be circular)."""
+    if name in _CLI_NAMES:
+        from adapters import discovery_cli
 
-
-def password_env(camera_id: str) -> str:
-    """The environment variable a snippet reads the camera's password from: ``CAM_<ID>_PASSWORD``."""
-    core = re.sub(r"[^A-Z0-9]+", "_", camera_id.upper()).strip("_").removeprefix("CAM_")
-    return f"CAM_{core}_PASSWORD"
-
-
-def config_snippet(device: DiscoveredDevice, camera_id: str, username: str = "admin") -> dict[str, Any]:
-    """One ``cameras:`` entry for the ``onvif`` adapter."""
-    name = " ".join(re.sub(r"[\x00-\x1f\x7f]", " ", device.name or device.hardware).split())[:100]
-    return {"kind": "onvif", "id": camera_id, "name": name or device.host,
-            "host": device.host, "port": device.port, "username": username,
-            "password": f"${{{password_env(camera_id)}}}"}
-
-
-def _comment(text: str) -> str:
-    return re.sub(r"[\x00-\x1f\x7f]+", " ", text)[:300]
-
-
-def render_yaml(devices: Sequence[DiscoveredDevice], username: str = "admin") -> str:
-    """YAML list items to paste under ``cameras:``, each preceded by a comment describing the device."""
-    lines = [f"# {len(devices)} ONVIF device(s) found by WS-Discovery: paste under `cameras:` and export "
-             "each CAM_..._PASSWORD variable."]
-    for device, cid in zip(devices, camera_ids(devices), strict=True):
-        about = [device.hardware, device.device_url or "no XAddr", device.address]
-        if device.location:
-            about.append(f"location: {device.location}")
-        lines.append(_comment("# " + " | ".join(a for a in about if a)))
-        lines.append(yaml.safe_dump([config_snippet(device, cid, username)], sort_keys=False,
-                                    allow_unicode=True, width=1000).rstrip("\n"))
-    return "\n".join(lines) + "\n"
-
-
-def render_json(result: DiscoveryResult, username: str = "admin") -> str:
-    devices = result.devices
-    rows = [{**d.to_json(), "config": config_snippet(d, cid, username)}
-            for d, cid in zip(devices, camera_ids(devices), strict=True)]
-    return json.dumps({"devices": rows, "stats": {**asdict(result.stats), "ignored": result.stats.ignored}},
-                      ensure_ascii=False, indent=2)
-
-
-# -- command line (``hub discover``) ----------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = (
-        "Send a WS-Discovery probe for ONVIF cameras and print a cameras: config snippet for each one "
-        "that answers. Exit status: 0 devices found, 1 none found, 2 bad input.")
-    parser.add_argument("-i", "--interface", action="append", default=[], metavar="NAME|IP",
-                        help="interface (eth0) or its IPv4 address to send the multicast probe from; "
-                        "repeat for several (default: the system's multicast route)")
-    parser.add_argument("--unicast", action="append", default=[], metavar="HOST|IP[:PORT]|CIDR",
-                        help="also probe these hosts or ranges directly, for routed networks where "
-                        "multicast does not pass (comma-separated or repeated)")
-    parser.add_argument("--no-multicast", action="store_true", help="send unicast probes only")
-    parser.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for answers (default 3)")
-    parser.add_argument("--ttl", type=int, default=1, help="multicast TTL (default 1: this subnet only)")
-    parser.add_argument("--port", type=int, default=WSD_PORT, help="WS-Discovery UDP port (default 3702)")
-    parser.add_argument("--rate", type=float, default=200.0, help="unicast probes per second (default 200)")
-    parser.add_argument("--repeat", type=int, default=2, help="send each probe this many times (default 2)")
-    parser.add_argument("--max-targets", type=int, default=MAX_TARGETS,
-                        help=f"refuse unicast ranges larger than this (default {MAX_TARGETS})")
-    parser.add_argument("--username", default="admin", help="user name written into the snippets")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """``hub discover``: progress on stderr, snippets on stdout. 0 found, 1 none found, 2 bad input."""
-
-    def say(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
-    def found(device: DiscoveredDevice) -> None:
-        what = device.name or device.hardware or "ONVIF device"
-        say(f"found {what} at {device.device_url or device.source}")
-
-    try:
-        result = asyncio.run(discover(
-            interfaces=args.interface, unicast=args.unicast, multicast=not args.no_multicast,
-            timeout_s=args.timeout, ttl=args.ttl, port=args.port, repeat=args.repeat, rate=args.rate,
-            max_targets=args.max_targets, on_progress=say, on_device=found))
-    except DiscoveryInputError as exc:
-        say(f"error: {exc}")
-        return EXIT_BAD_INPUT
-    except OSError as exc:  # no multicast route, no network at all
-        say(f"error: cannot probe: {exc}")
-        return EXIT_BAD_INPUT
-    s = result.stats
-    say(f"{len(result.devices)} device(s) in {s.elapsed_s:.1f} s; {s.probes_sent} probe(s) sent, "
-        f"{s.datagrams} answer(s), {s.duplicates} duplicate(s), {s.ignored} ignored, "
-        f"{s.send_errors} send error(s)")
-    if args.json:
-        print(render_json(result, args.username))
-    elif result.devices:
-        print(render_yaml(result.devices, args.username), end="")
-    if not result.devices:
-        if s.send_errors:
-            say(f"{s.send_errors} probe(s) could not be sent: {s.first_error} (no route to that network? "
-                "name the camera network's interface with --interface)")
-        say("no ONVIF device answered. Check that --interface names the camera network's interface, use "
-            "--unicast HOST|CIDR for cameras behind a router (multicast does not cross routers), and that "
-            "no firewall drops UDP port 3702 or the answers coming back to this host.")
-        return EXIT_NONE_FOUND
-    return EXIT_FOUND
+        return getattr(discovery_cli, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

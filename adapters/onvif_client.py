@@ -313,9 +313,7 @@ class OnvifSession:
             raise AdapterNotReady(f"{self.label}: the device offers no event service")
         reply = await self.call("events", "CreatePullPointSubscription",
                                 {"InitialTerminationTime": self._termination(seconds)})
-        address = self._lib_util().normalize_url(reply.SubscriptionReference.Address._value_1)
-        if not address:
-            raise AdapterNotReady(f"{self.label}: the device returned no subscription address")
+        address = self._subscription_address(reply)
         self._camera.xaddrs[PULLPOINT_NS] = address
         granted = lifetime_s(reply)
         if granted is not None and granted < seconds / 2:
@@ -324,6 +322,18 @@ class OnvifSession:
             self._absolute_times = True
             return await self.renew(seconds)
         return granted if granted is not None else seconds
+
+    def _subscription_address(self, reply: Any) -> str:
+        """The PullPoint's URL from a CreatePullPointSubscription reply (which odd devices leave out)."""
+        reference = getattr(reply, "SubscriptionReference", None)
+        raw = getattr(getattr(reference, "Address", None), "_value_1", None)
+        try:
+            address = self._lib_util().normalize_url(raw) if isinstance(raw, str) and raw.strip() else None
+        except Exception as exc:  # the library's URL rewriting on a value it did not expect
+            raise map_error(exc, f"{self.label}: subscription address") from None
+        if not address:
+            raise AdapterNotReady(f"{self.label}: the device returned no subscription address")
+        return str(address)
 
     async def renew(self, seconds: float) -> float:
         reply = await self.call("subscription", "Renew", {"TerminationTime": self._termination(seconds)},

@@ -4,7 +4,10 @@
 (PullMessages), renews it at 80 % of the lifetime the device granted (5 s before its end if that is
 sooner, never before half of it), and when the subscription is lost (the camera rebooted:
 PullMessages faults with an unknown subscription, the connection is refused, Renew fails) connects
-again and re-subscribes with jittered backoff, forever, logging once per outage.
+again and re-subscribes with jittered backoff, forever, logging once per outage. Any other failure
+(an odd reply, a bug) is handled the same way: ``events()`` ends only when the adapter closes. A
+device that ignores the long-poll timeout and answers empty at once is pulled about once a second,
+not in a hot loop.
 
 :class:`EventMapper` turns notifications into :class:`~hub.events.SourceEvent` s:
 
@@ -35,14 +38,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from adapters.onvif_client import OnvifSession, map_error
 from hub.errors import AdapterError
 from hub.events import EventKind, SourceEvent
 from streams.backoff import Backoff
-
-if TYPE_CHECKING:
-    from adapters.onvif_client import OnvifSession
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ class SubscriptionStats:
     unknown_samples: list[str] = field(default_factory=list)
     outages: int = 0
     failures: int = 0
+    early_pulls: int = 0  # empty pulls that came back long before their timeout (device ignores it)
     last_error: str | None = None
     lifetime_s: float | None = None  # what the device granted
 
@@ -199,6 +201,9 @@ class PullSettings:
     message_limit: int = 100
     retry_initial_s: float = 0.5
     retry_max_s: float = 30.0
+    # A pull that comes back empty in under 10 % of its wait means the device ignores the long-poll
+    # timeout: pull no more often than this then (instead of back to back, a hot loop).
+    min_pull_interval_s: float = 1.0
 
 
 async def pull_events(
@@ -243,29 +248,42 @@ async def pull_events(
                     stats.lifetime_s = lifetime
                     renew_at = time.monotonic() + _renew_after(lifetime)
                 wait = max(0.0, min(settings.pull_timeout_s, renew_at - time.monotonic()))
+                started = time.monotonic()
                 messages = await session.pull(wait, settings.message_limit)
                 stats.pulls += 1
                 stats.messages += len(messages)
+                took = time.monotonic() - started
+                if not messages and took < 0.1 * wait:
+                    if not stats.early_pulls:
+                        log.info("%s: the device answers PullMessages at once instead of waiting up to "
+                                 "%.0f s; pulling every %.1f s", label, wait, settings.min_pull_interval_s)
+                    stats.early_pulls += 1
+                    await asyncio.sleep(max(0.0, min(wait, settings.min_pull_interval_s) - took))
                 for raw in messages:
                     notification = parse_notification(raw)
                     event = mapper(notification) if notification is not None else None
                     if event is not None:
                         yield event
-        except AdapterError as exc:
-            stats.state, stats.last_error = "lost", str(exc)
+        except Exception as exc:  # events() ends only on close: every failure is retried
+            error = exc if isinstance(exc, AdapterError) else map_error(exc, label)
+            unexpected = None if isinstance(exc, AdapterError) else exc  # a bug or an unmapped odd reply
+            stats.state, stats.last_error = "lost", str(error)
             stats.failures += 1
             if outage_since is None:
                 outage_since = time.monotonic()
                 stats.outages += 1
-                log.warning("%s: event subscription lost (%s); re-subscribing with backoff", label, exc)
+                log.warning("%s: event subscription lost (%s); re-subscribing with backoff", label, error,
+                            exc_info=unexpected)
             else:
-                log.debug("%s: re-subscribe failed: %s", label, exc)
+                log.debug("%s: re-subscribe failed: %s", label, error, exc_info=unexpected)
             delay = backoff.failure(time.monotonic() - subscribed_at if subscribed_at is not None else 0.0)
         finally:
             if session is not None:
                 try:
                     if stats.state == "subscribed":
                         await session.unsubscribe()
+                except Exception as exc:  # best effort: the subscription also expires by itself
+                    log.debug("%s: unsubscribe failed: %s", label, exc)
                 finally:
                     await release(session)
         await asyncio.sleep(delay)

@@ -28,6 +28,7 @@ _ENVELOPE_NS = frozenset({SOAP_ENV, "http://schemas.xmlsoap.org/soap/envelope/"}
 _ADDRESSING_NS = frozenset({WSA, "http://www.w3.org/2005/08/addressing"})
 _DISCOVERY_NS = frozenset({WSD, "http://docs.oasis-open.org/ws-dd/ns/discovery/2009/01"})
 MAX_MATCHES_PER_MESSAGE = 64
+_MAX_VERSION_DIGITS = 20  # an xs:unsignedInt has 10; int() refuses more than 4,300
 
 
 class MalformedMessage(ValueError):
@@ -208,10 +209,19 @@ def _device(match: ET.Element, prefixes: dict[str, str], source: str) -> Discove
             raise MalformedMessage("a match without an endpoint reference or XAddrs")
         address = xaddrs[0]  # broken firmware: fall back on the device URL as identity
     types = tuple(_qname(t, prefixes) for t in _words(match, _DISCOVERY_NS, "Types"))
-    version_text = "".join(_words(match, _DISCOVERY_NS, "MetadataVersion"))
-    version = int(version_text) if version_text.isdigit() else None
+    version = _metadata_version("".join(_words(match, _DISCOVERY_NS, "MetadataVersion")))
     return DiscoveredDevice(address, xaddrs, types, tuple(_words(match, _DISCOVERY_NS, "Scopes")), source,
                             version)
+
+
+def _metadata_version(text: str) -> int | None:
+    """An xs:unsignedInt, or ``None``: not ``str.isdigit()`` (true for "²", which ``int()`` refuses)."""
+    if not text.isascii() or not text.isdecimal() or len(text) > _MAX_VERSION_DIGITS:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
 
 
 def _qname(text: str, prefixes: dict[str, str]) -> str:

@@ -1,14 +1,15 @@
-"""WS-Discovery (``hub discover``): real UDP multicast across a veth pair into a network namespace where
-an emulated camera answers (tests/support/wsd_device.py), unicast probes (directly and to a routed
-subnet), hostile datagrams, dedupe, timeouts, the CLI, and the config snippets it prints."""
+"""WS-Discovery probing (``hub discover``): real UDP multicast across a veth pair into a network namespace
+where an emulated camera answers (tests/support/wsd_device.py), unicast probes (directly and to a routed
+subnet), hostile datagrams on the wire, dedupe, timeouts and the CLI. Message parsing and the snippets
+are in test_discovery_messages.py."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import random
-import re
 import socket
 import subprocess
 import sys
@@ -21,23 +22,25 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
+import adapters.discovery
 from adapters.discovery import (
     DiscoveryInputError,
     add_arguments,
-    camera_ids,
-    config_snippet,
     discover,
-    password_env,
-    render_yaml,
     resolve_interface,
     resolve_targets,
     run_cli,
 )
-from adapters.wsdiscovery import NVT, DiscoveredDevice, MalformedMessage, parse_message
-from tests.support.wsd_device import GROUP, EmulatedCamera, WsdResponder, hello, probe_matches
+from adapters.wsdiscovery import NVT, ParsedMessage, parse_message
+from tests.support.wsd_device import (
+    BILLION_LAUGHS,
+    GROUP,
+    XXE,
+    EmulatedCamera,
+    WsdResponder,
+    probe_matches,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -213,7 +216,7 @@ def test_cli_when_nothing_answers_says_what_to_check(netns: Netns,
     out, err = capsys.readouterr()
     assert code == 1 and out == ""
     assert "--interface" in err and "--unicast" in err and "3702" in err and "firewall" in err
-    assert 0.4 <= elapsed < 1.5
+    assert 0.4 <= elapsed < 2.5  # the 0.4 s answer window plus a new event loop, on a loaded machine
 
 
 def test_hub_discover_without_a_multicast_route_reports_the_send_error() -> None:
@@ -257,7 +260,7 @@ async def test_unicast_to_a_port_on_loopback_and_rate_limit() -> None:
         elapsed = time.monotonic() - t0
     assert [(d.name, d.host, d.port) for d in result.devices] == [("Lobby", "127.0.0.1", 80)]
     assert result.targets == 3 and result.stats.probes_sent == 3
-    assert 0.2 + 0.3 <= elapsed < 1.2  # three sends at 10/s take 0.2 s, then the 0.3 s answer window
+    assert 0.2 + 0.3 <= elapsed < 2.0  # three sends at 10/s take 0.2 s, then the 0.3 s answer window
 
 
 async def test_probe_targets_are_parsed_capped_and_validated() -> None:
@@ -282,9 +285,6 @@ def test_bad_input_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 # -- hostile and odd answers -------------------------------------------------------------------------
-BILLION_LAUGHS = (b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
-                  b"<l>&b;</l>")
-XXE = b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>'
 def _printer(message_id: str) -> bytes:
     """A WS-Discovery device that is not a camera but answers every probe (some printers do)."""
     data = probe_matches(EmulatedCamera("127.0.0.1", name="printer", types="wsdp:Device"), message_id)
@@ -325,131 +325,62 @@ async def test_duplicates_and_multihomed_answers_fold_into_one_device() -> None:
 
 async def test_answers_after_the_timeout_are_not_waited_for() -> None:
     async with WsdResponder([EmulatedCamera("127.0.0.1", name="Slow")], bind="127.0.0.1", port=0,
-                            delay_s=1.5) as slow, \
+                            delay_s=3.0) as slow, \
             WsdResponder([EmulatedCamera("127.0.0.1", name="Quick")], bind="127.0.0.1", port=0,
                          delay_s=0.2) as quick:
         t0 = time.monotonic()
         result = await discover(unicast=[f"127.0.0.1:{slow.port}", f"127.0.0.1:{quick.port}"],
                                 multicast=False, repeat=1, timeout_s=0.6)
         elapsed = time.monotonic() - t0
-    assert [d.name for d in result.devices] == ["Quick"]
-    assert 0.6 <= elapsed < 1.2 and result.stats.elapsed_s < 1.2
+    assert [d.name for d in result.devices] == ["Quick"]  # Slow answers 3 s after the probe
+    assert 0.6 <= elapsed < 2.0 and result.stats.elapsed_s < 2.0
 
 
-# -- message parsing ----------------------------------------------------------------------------------
-def test_parses_a_probe_match_written_with_other_prefixes_and_soap_defaults() -> None:
-    data = (
-        b'<?xml version="1.0" encoding="UTF-8"?>'
-        b'<Envelope xmlns="http://www.w3.org/2003/05/soap-envelope" '
-        b'xmlns:w="http://schemas.xmlsoap.org/ws/2004/08/addressing" '
-        b'xmlns:wsdd="http://schemas.xmlsoap.org/ws/2005/04/discovery" '
-        b'xmlns:nvt="http://www.onvif.org/ver10/network/wsdl"><Header>'
-        b"<w:RelatesTo>urn:uuid:abc</w:RelatesTo></Header><Body><wsdd:ProbeMatches><wsdd:ProbeMatch>"
-        b"<w:EndpointReference><w:Address>uuid:hik-1</w:Address></w:EndpointReference>"
-        b"<wsdd:Types>nvt:NetworkVideoTransmitter</wsdd:Types>"
-        b"<wsdd:Scopes> onvif://www.onvif.org/name/HIKVISION%20DS-2CD2143G2 "
-        b"onvif://www.onvif.org/hardware/DS-2CD2143G2-I onvif://www.onvif.org/location/city/hangzhou\n"
-        b"onvif://www.onvif.org/location/country/china</wsdd:Scopes>"
-        b"<wsdd:XAddrs>http://[fe80::1]/onvif/device_service http://192.168.1.64/onvif/device_service"
-        b"</wsdd:XAddrs><wsdd:MetadataVersion>10</wsdd:MetadataVersion>"
-        b"</wsdd:ProbeMatch></wsdd:ProbeMatches></Body></Envelope>"
-    )
-    msg = parse_message(data, "192.168.1.64")
-    assert (msg.kind, msg.relates_to) == ("probe_matches", "urn:uuid:abc")
-    (d,) = msg.devices
-    assert (d.address, d.name, d.hardware) == ("uuid:hik-1", "HIKVISION DS-2CD2143G2", "DS-2CD2143G2-I")
-    assert d.location == "city/hangzhou, country/china" and d.types == (NVT,) and d.is_onvif
-    assert (d.device_url, d.host, d.port, d.metadata_version) == (
-        "http://192.168.1.64/onvif/device_service", "192.168.1.64", 80, 10)
+class LoopErrors:
+    """Collects what reaches the event loop's exception handler (an exception a protocol let escape)."""
+
+    def __init__(self) -> None:
+        self.contexts: list[dict[str, Any]] = []
+
+    def __enter__(self) -> LoopErrors:
+        self.loop = asyncio.get_running_loop()
+        self.previous = self.loop.get_exception_handler()
+        self.loop.set_exception_handler(lambda _loop, context: self.contexts.append(context))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.set_exception_handler(self.previous)
 
 
-@pytest.mark.parametrize("data", [BILLION_LAUGHS, XXE, b"", b"<", "<é/>".encode("utf-16")])
-def test_unsafe_or_broken_xml_is_refused_before_any_entity_is_expanded(data: bytes) -> None:
-    with pytest.raises(MalformedMessage):
-        parse_message(data, "10.0.0.1")
+async def test_odd_metadata_version_text_on_the_wire_still_finds_the_camera() -> None:
+    """"²" is ``str.isdigit()`` but not ``int()``-able; 5,000 digits exceed int()'s limit: neither may
+    raise out of ``datagram_received`` (asyncio would log it and the answer would be lost)."""
+    cameras = [EmulatedCamera("127.0.0.1", name="Superscript", metadata_version="²"),
+               EmulatedCamera("127.0.0.1", name="Long", metadata_version="9" * 5000),
+               EmulatedCamera("127.0.0.1", name="Plain", metadata_version="7")]
+    with LoopErrors() as errors:
+        async with WsdResponder(cameras, bind="127.0.0.1", port=0) as dev:
+            result = await discover(unicast=[f"127.0.0.1:{dev.port}"], multicast=False, repeat=1,
+                                    timeout_s=0.4)
+    assert errors.contexts == []
+    versions = {d.name: d.metadata_version for d in result.devices}
+    assert versions == {"Superscript": None, "Long": None, "Plain": 7}
+    assert result.stats.malformed == 0 and result.stats.matches == 3
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=2048) | st.text(max_size=512).map(str.encode))
-def test_any_bytes_parse_or_raise_malformed_only(data: bytes) -> None:
-    try:
-        msg = parse_message(data, "10.0.0.1")
-    except MalformedMessage:
-        return
-    assert all(d.address and d.source == "10.0.0.1" for d in msg.devices)
+async def test_a_parser_failure_is_counted_as_malformed_and_never_reaches_asyncio(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def fragile(data: bytes, source: str) -> ParsedMessage:
+        if data.startswith(b"<boom"):
+            raise RecursionError("a parser bug")  # anything but MalformedMessage
+        return parse_message(data, source)
 
-
-def test_hello_from_the_responder_parses() -> None:
-    msg = parse_message(hello(EmulatedCamera("10.1.1.9", name="Porch")), "10.1.1.9")
-    assert msg.kind == "hello" and msg.relates_to is None
-    assert [(d.name, d.host, d.port) for d in msg.devices] == [("Porch", "10.1.1.9", 80)]
-
-
-# -- snippets -----------------------------------------------------------------------------------------
-def _device(name: str, host: str, port: int = 80) -> DiscoveredDevice:
-    scopes = (f"onvif://www.onvif.org/name/{name}",) if name else ()
-    return DiscoveredDevice(f"urn:uuid:{name}-{host}", (f"http://{host}:{port}/onvif/device_service",),
-                            (NVT,), scopes, host)
-
-
-def test_ids_are_slugs_unique_and_passwords_come_from_the_environment() -> None:
-    devices = [_device("Gate", "10.0.0.5"), _device("Gate", "10.0.0.6"),
-               _device("%E5%A4%A7%E9%97%A8", "10.0.0.7"), _device("", "10.0.0.8"),
-               _device("North Gate (2F)", "10.0.0.9")]
-    assert camera_ids(devices) == ["gate", "gate-10-0-0-6", "cam-10-0-0-7", "cam-10-0-0-8", "north-gate-2f"]
-    assert password_env("cam-10-0-0-7") == "CAM_10_0_0_7_PASSWORD"
-    assert password_env("north-gate-2f") == "CAM_NORTH_GATE_2F_PASSWORD"
-    snippet = config_snippet(devices[2], "cam-10-0-0-7")
-    assert snippet["name"] == "大门" and snippet["password"] == "${CAM_10_0_0_7_PASSWORD}"
-
-
-def test_rendered_yaml_is_a_cameras_list_the_hub_config_accepts() -> None:
-    devices = [_device("Gate", "10.0.0.5"), _device("Yard%0A%23evil: yes", "10.0.0.6", 8080)]
-    text = render_yaml(devices, username="ops")
-    items = yaml.safe_load(text)
-    assert [i["id"] for i in items] == ["gate", "yard-evil-yes"]
-    assert items[1]["name"] == "Yard #evil: yes"  # a hostile name stays one line of value, not YAML
-    for item in items:
-        assert set(item) == {"kind", "id", "name", "host", "port", "username", "password"}
-        assert item["kind"] == "onvif" and item["username"] == "ops"
-        assert isinstance(item["port"], int) and item["password"].startswith("${CAM_")
-    assert all(line.startswith(("#", "- ", "  ")) for line in text.splitlines())
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.text(max_size=60), min_size=1, max_size=6))
-def test_any_names_render_to_valid_unique_ids_and_yaml(names: list[str]) -> None:
-    from urllib.parse import quote
-
-    from adapters.base import ID_PATTERN
-
-    devices = [_device(quote(name), f"10.0.0.{i + 1}") for i, name in enumerate(names)]
-    items = yaml.safe_load(render_yaml(devices))
-    assert len({i["id"] for i in items}) == len(devices)
-    for item, name in zip(items, names, strict=True):
-        assert re.fullmatch(ID_PATTERN[1:-1], item["id"]) and "\n" not in item["name"]
-        assert item["name"] == (" ".join(name.split()) or item["host"]) or not name.isprintable()
-        assert re.fullmatch(r"\$\{CAM_[A-Z0-9_]+_PASSWORD\}", item["password"])
-
-
-async def test_discovered_snippet_configures_a_working_onvif_camera() -> None:
-    """Discover → paste the snippet into a hub config → the onvif adapter probes the real SOAP device."""
-    from adapters.onvif import OnvifCameraConfig
-    from adapters.registry import create, parse_config
-    from hub.config_loader import parse_config as parse_hub_config
-    from tests.support.onvif_device import OnvifDevice
-
-    async with OnvifDevice(username="admin", password="s3cret-pass") as onvif, \
-            WsdResponder([EmulatedCamera("127.0.0.1", name="Front Door", http_port=onvif.port)],
-                         bind="127.0.0.1", port=0) as wsd:
-        result = await discover(unicast=[f"127.0.0.1:{wsd.port}"], multicast=False, repeat=1, timeout_s=0.3)
-        text = render_yaml(result.devices)
-        env = {"CAM_FRONT_DOOR_PASSWORD": "s3cret-pass"}
-        hub_config = parse_hub_config("cameras:\n" + text, "<discovered>", env=env)
-        (camera,) = hub_config.cameras
-        assert isinstance(camera, OnvifCameraConfig)
-        assert (camera.id, camera.host, camera.port, camera.name) == ("front-door", "127.0.0.1", onvif.port,
-                                                                      "Front Door")
-        assert isinstance(parse_config(yaml.safe_load(text)[0]), OnvifCameraConfig)  # the registry agrees
-        info = await create(camera).probe()
-    assert (info.manufacturer, info.model) == ("Sanwang Test", "EMU-ONVIF-1")
+    monkeypatch.setattr(adapters.discovery, "parse_message", fragile)
+    with LoopErrors() as errors:
+        async with WsdResponder([EmulatedCamera("127.0.0.1", name="Survivor")], bind="127.0.0.1", port=0,
+                                noise=[b"<boom/>", b"<boom/>"]) as dev:
+            result = await discover(unicast=[f"127.0.0.1:{dev.port}"], multicast=False, repeat=1,
+                                    timeout_s=0.4)
+    assert errors.contexts == []
+    assert [d.name for d in result.devices] == ["Survivor"]
+    assert (result.stats.malformed, result.stats.datagrams) == (2, 3)

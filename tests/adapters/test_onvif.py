@@ -1,16 +1,13 @@
 """The ONVIF adapter against an emulated camera speaking real SOAP 1.2 over HTTP, whose stream URIs
-point at a real RTSP server: probe, errors, clock skew, streams → frames, PullPoint events across a
-reboot, renewals, PTZ presets, and the adapter conformance suite."""
+point at a real RTSP server: probe, errors, clock skew, streams → frames, PTZ presets, diagnostics and
+the adapter conformance suite. Device events are in test_onvif_events.py."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import aiohttp
 import pytest
@@ -19,7 +16,6 @@ from adapters.base import Capability
 from adapters.generic import probe_url
 from adapters.onvif import OnvifCamera, OnvifCameraConfig
 from adapters.onvif_client import OnvifSession
-from adapters.onvif_events import EventMapper, Notification, SubscriptionStats, event_kind
 from adapters.registry import create
 from hub.errors import (
     AdapterAuthError,
@@ -28,50 +24,15 @@ from hub.errors import (
     AdapterNotReady,
     AdapterUnsupported,
 )
-from hub.events import EventKind, SourceEvent
 from streams.reader import StreamReader
+from tests.adapters import onvif_support
 from tests.adapters.conformance import AdapterCase, AdapterConformance
-from tests.support.media import make_test_clip
+from tests.adapters.onvif_support import MOTION, PASSWORD, SKEW_S, USER, EventTap, camera, config
 from tests.support.onvif_device import OnvifDevice
 from tests.support.rtsp import RtspServer
 
-USER = "operator"
-PASSWORD = "0nvif-S3cret!"  # ONVIF and RTSP share the account, as on real cameras
-SKEW_S = 2 * 3600.0  # the emulated camera's clock is two hours fast
-
-MOTION = "tns1:RuleEngine/CellMotionDetector/Motion"
-TAMPER = "tns1:VideoSource/GlobalSceneChange/ImagingService"
-LINE = "tns1:RuleEngine/LineDetector/Crossed"
-FIELD = "tns1:RuleEngine/FieldDetector/ObjectsInside"
-VIDEO_LOSS = "tns1:VideoSource/SignalLoss"
-
-
-@pytest.fixture(scope="module")
-def rtsp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RtspServer]:
-    clips = tmp_path_factory.mktemp("onvif-clips")
-    main = make_test_clip(clips / "main720.mp4", 2.0, 1280, 720, 25)
-    sub = make_test_clip(clips / "sub360.mp4", 2.0, 640, 360, 25)
-    with RtspServer({"main": main, "sub": sub}, user=USER, password=PASSWORD) as server:
-        yield server
-
-
-@pytest.fixture
-async def device(rtsp: RtspServer) -> AsyncIterator[OnvifDevice]:
-    main, sub = rtsp.url("main", credentials=False), rtsp.url("sub", credentials=False)
-    device = OnvifDevice(main_url=main, sub_url=sub, username=USER, password=PASSWORD, clock_skew_s=SKEW_S)
-    async with device as dev:
-        yield dev
-
-
-def config(dev: OnvifDevice, **overrides: Any) -> dict[str, Any]:
-    return {"kind": "onvif", "id": "gate-cam", "name": "北门", "grid": "440105001001", "host": dev.host,
-            "port": dev.port, "username": USER, "password": PASSWORD, **overrides}
-
-
-def camera(dev: OnvifDevice, **overrides: Any) -> OnvifCamera:
-    adapter = create(config(dev, **overrides))
-    assert isinstance(adapter, OnvifCamera)
-    return adapter
+rtsp = onvif_support.rtsp
+device = onvif_support.device
 
 
 def free_port() -> int:
@@ -79,43 +40,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
-
-class EventTap:
-    """Runs ``adapter.events()`` in a task; ``await tap.next()`` returns the next event."""
-
-    def __init__(self, adapter: OnvifCamera) -> None:
-        self.adapter = adapter
-        self.queue: asyncio.Queue[SourceEvent] = asyncio.Queue()
-        self.task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        async for event in self.adapter.events():
-            self.queue.put_nowait(event)
-
-    async def __aenter__(self) -> EventTap:
-        self.task = asyncio.create_task(self._run(), name="onvif-event-tap")
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.task is not None
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
-
-    async def subscribed(self, dev: OnvifDevice, count: int = 1, within: float = 10.0) -> None:
-        """Wait until the adapter holds ``count`` subscriptions in total and one is live on the device."""
-        deadline = time.monotonic() + within
-        while not (dev.subscriptions and dev.calls["CreatePullPointSubscription"] >= count):
-            assert time.monotonic() < deadline, f"no subscription #{count} within {within} s"
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.1)  # let the first PullMessages reach the device
-
-    async def next(self, within: float = 5.0) -> SourceEvent:
-        return await asyncio.wait_for(self.queue.get(), within)
-
-    async def nothing(self, for_s: float = 0.5) -> None:
-        await asyncio.sleep(for_s)
-        assert self.queue.empty(), f"unexpected event {self.queue.get_nowait()}"
 
 
 # -- probe and errors --------------------------------------------------------------------------
@@ -280,109 +204,6 @@ async def test_explicit_profiles_and_udp(device: OnvifDevice) -> None:
     assert no_creds.main is not None and "@" not in no_creds.main.url
     with pytest.raises(AdapterNotReady, match="no media profile 'missing'"):
         await camera(device, main_profile="missing").streams()
-
-
-# -- events ---------------------------------------------------------------------------------------
-async def test_device_events_become_typed_source_events(device: OnvifDevice) -> None:
-    source = {"VideoSourceConfigurationToken": "vsc0", "VideoAnalyticsConfigurationToken": "va0"}
-    async with camera(device) as adapter, EventTap(adapter) as tap:
-        await tap.subscribed(device)
-        device.emit(MOTION, {**source, "Rule": "MyMotionDetectorRule"}, {"IsMotion": "true"})
-        motion = await tap.next()
-        device.emit(MOTION, {**source, "Rule": "MyMotionDetectorRule"}, {"IsMotion": "true"})  # still on
-        device.emit(MOTION, {**source, "Rule": "MyMotionDetectorRule"}, {"IsMotion": "false"})  # falling
-        device.emit("tns1:Device/Trigger/Relay", {"RelayToken": "r0"}, {"LogicalState": "active"})  # unknown
-        device.emit(TAMPER, {"Source": "vs0"}, {"State": "true"})
-        tamper = await tap.next()
-        device.emit(VIDEO_LOSS, {"Source": "vs0"}, {"State": "true"})
-        loss = await tap.next()
-        device.emit(LINE, {**source, "Rule": "北门绊线"}, {"ObjectId": "17"})
-        line = await tap.next()
-        device.emit(LINE, {**source, "Rule": "北门绊线"}, {"ObjectId": "18"})  # stateless: each one counts
-        line2 = await tap.next()
-        device.emit(FIELD, {**source, "Rule": "Yard", "Zone": "yard-east"}, {"IsInside": "true"})
-        field = await tap.next()
-        await tap.nothing(0.3)
-        diag = adapter.diagnostics()["events"]
-
-    assert [e.kind for e in (motion, tamper, loss, line, line2, field)] == [
-        EventKind.MOTION, EventKind.TAMPER, EventKind.VIDEO_LOSS, EventKind.LINE_CROSSING,
-        EventKind.LINE_CROSSING, EventKind.FIELD_DETECTION]
-    for event in (motion, tamper, loss, line, field):
-        assert event.source_id == "gate-cam" and event.grid == "440105001001"
-        assert event.data["source"] == "camera"
-        assert abs(event.at - time.time()) < 10  # our clock, not the camera's (two hours off)
-    assert motion.data["topic"] == MOTION and motion.data["rule"] == "MyMotionDetectorRule"
-    assert motion.data["video_source"] == "vsc0" and motion.data["items"]["IsMotion"] == "true"
-    assert tamper.data["topic"] == TAMPER
-    assert line.data["rule"] == "北门绊线" and line.data["items"]["ObjectId"] == "17"
-    assert field.data["zone"] == "yard-east" and field.data["rule"] == "Yard"
-    assert diag["unknown_topics"] == 1 and diag["unknown_samples"] == ["tns1:Device/Trigger/Relay"]
-    assert diag["not_edges"] == 2 and diag["events"] == 6 and diag["state"] == "subscribed"
-    assert device.calls["Unsubscribe"] == 1, "cancelling events() unsubscribes"
-
-
-async def test_reboot_drops_the_subscription_and_the_adapter_resubscribes(
-        device: OnvifDevice, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="adapters.onvif_events")
-    async with camera(device) as adapter, EventTap(adapter) as tap:
-        await tap.subscribed(device)
-        device.emit(TAMPER, data={"State": "true"})
-        assert (await tap.next()).kind is EventKind.TAMPER
-        await device.reboot()  # subscriptions gone: the pending PullMessages gets a fault
-        await tap.subscribed(device, count=2)
-        # the camera re-announces the ongoing tamper as Initialized: already known, so no new event
-        await tap.nothing(0.3)
-        device.emit(LINE, data={"ObjectId": "1"})
-        assert (await tap.next()).kind is EventKind.LINE_CROSSING
-        await device.reboot(down_s=1.5)  # connections reset, then refused for 1.5 s
-        await tap.subscribed(device, count=3, within=15)
-        device.emit(FIELD, data={"IsInside": "true"})
-        assert (await tap.next()).kind is EventKind.FIELD_DETECTION
-        diag = adapter.diagnostics()["events"]
-    assert diag["outages"] == 2 and diag["subscriptions"] == 3 and diag["failures"] >= 2
-    lost = [r for r in caplog.records if "subscription lost" in r.getMessage()]
-    assert len(lost) == 2, "one warning per outage, not per failed attempt"
-    assert sum("restored" in r.getMessage() for r in caplog.records) == 2
-
-
-async def test_subscription_is_renewed_before_it_expires(device: OnvifDevice) -> None:
-    async with camera(device, subscription_s=2, pull_timeout_s=1) as adapter, EventTap(adapter) as tap:
-        await tap.subscribed(device)
-        await asyncio.sleep(4.5)  # more than two lifetimes
-        device.emit(MOTION, data={"IsMotion": "true"})
-        assert (await tap.next()).kind is EventKind.MOTION
-        diag = adapter.diagnostics()["events"]
-    assert device.calls["Renew"] >= 2 and diag["renewals"] >= 2
-    assert device.calls["CreatePullPointSubscription"] == 1, "renewed, never lost"
-    assert diag["lifetime_s"] == pytest.approx(2.0, abs=0.1)
-
-
-async def test_events_off(device: OnvifDevice) -> None:
-    adapter = camera(device, events=False)
-    assert Capability.EVENTS not in (await adapter.probe()).capabilities
-    async with adapter, EventTap(adapter) as tap:
-        await asyncio.sleep(0.3)
-        device.emit(MOTION, data={"IsMotion": "true"})
-        await tap.nothing(0.3)
-        assert tap.task is not None and not tap.task.done()
-    assert device.calls["CreatePullPointSubscription"] == 0
-    assert adapter.diagnostics()["events"]["state"] == "disabled"
-
-
-def test_topic_mapping_ignores_vendor_prefixes() -> None:
-    assert event_kind("tns1:VideoSource/MotionAlarm") is EventKind.MOTION
-    assert event_kind("tns1:RuleEngine/tnsvendor:CellMotionDetector/Motion") is EventKind.MOTION
-    assert event_kind("tns1:VideoSource/GlobalSceneChange/AnalyticsService") is EventKind.TAMPER
-    assert event_kind("tns1:VideoSource/VideoLoss") is EventKind.VIDEO_LOSS
-    assert event_kind("tns1:VideoSource/GlobalSceneChangeX") is None
-    assert event_kind("tns1:Device/HardwareFailure/StorageFailure") is None
-    mapper = EventMapper("cam", "", SubscriptionStats())
-    first = mapper(Notification(MOTION, "Initialized", {"Rule": "r"}, {"IsMotion": "true"}))
-    assert first is not None and first.data["initial"] is True and first.grid is None
-    assert mapper(Notification(MOTION, "Initialized", {"Rule": "r"}, {"IsMotion": "true"})) is None
-    assert mapper(Notification(MOTION, "Deleted", {"Rule": "r"}, {"IsMotion": "false"})) is None
-    assert mapper(Notification(MOTION, "Changed", {"Rule": "r"}, {"IsMotion": "true"})) is not None
 
 
 # -- PTZ and diagnostics ------------------------------------------------------------------------

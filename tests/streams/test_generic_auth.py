@@ -246,7 +246,8 @@ async def test_snapshot_camera_probe_streams_and_polling(
     assert frame is not None
     assert frame.image.shape == (90, 160, 3)
     gaps = np.diff(snapshot_camera.log.snapshot_times[1:])  # [0] was the probe
-    assert all(0.4 <= g <= 0.6 for g in gaps), gaps
+    # Every 0.5 s: a loaded machine delays single polls, so the median, and never much faster.
+    assert len(gaps) >= 2 and 0.4 <= float(np.median(gaps)) <= 0.7 and gaps.min() >= 0.3, gaps
 
     with pytest.raises(AdapterAuthError):
         await SnapshotCamera(config.model_copy(update={"password": SecretStr(WRONG)})).probe()

@@ -12,7 +12,11 @@ password, a stale/future timestamp or a replayed nonce gets a ``ter:NotAuthorize
 
 Tests drive it with :meth:`OnvifDevice.emit` (push a notification to every subscription),
 :meth:`OnvifDevice.reboot` (drop all subscriptions, optionally stop answering for a moment) and
-:attr:`OnvifDevice.ready` (``False``: answer HTTP 503 like a camera still booting).
+:attr:`OnvifDevice.ready` (``False``: answer HTTP 503 like a camera still booting). Firmware quirks:
+:attr:`OnvifDevice.pull_waits` (``False``: PullMessages ignores its Timeout and answers at once, empty
+when nothing is queued) and :attr:`OnvifDevice.replies` (operation name → a response body sent instead
+of the right one, e.g. a CreatePullPointSubscriptionResponse without an address). The XML comes from
+:mod:`tests.support.onvif_templates`.
 """
 
 from __future__ import annotations
@@ -28,46 +32,24 @@ import re
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from types import TracebackType
-from xml.sax.saxutils import escape, quoteattr
 
 from aiohttp import web
 from lxml import etree  # type: ignore[import-untyped]
 
-ENV = "http://www.w3.org/2003/05/soap-envelope"
-WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
-WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
-TT = "http://www.onvif.org/ver10/schema"
-WSNT = "http://docs.oasis-open.org/wsn/b-2"
-TEV = "http://www.onvif.org/ver10/events/wsdl"
-NS = {"env": ENV, "wsse": WSSE, "wsu": WSU, "tt": TT, "wsnt": WSNT, "tev": TEV,
-      "tptz": "http://www.onvif.org/ver20/ptz/wsdl", "trt": "http://www.onvif.org/ver10/media/wsdl"}
-SERVICE_NS = {
-    "device": "http://www.onvif.org/ver10/device/wsdl",
-    "media": "http://www.onvif.org/ver10/media/wsdl",
-    "events": "http://www.onvif.org/ver10/events/wsdl",
-    "ptz": "http://www.onvif.org/ver20/ptz/wsdl",
-}
-_DECL = " ".join(f'xmlns:{p}="{u}"' for p, u in {
-    "env": ENV, "tt": TT, "tds": SERVICE_NS["device"], "trt": SERVICE_NS["media"], "tev": TEV,
-    "tptz": SERVICE_NS["ptz"], "wsnt": WSNT, "wsa": "http://www.w3.org/2005/08/addressing",
-    "wstop": "http://docs.oasis-open.org/wsn/t-1", "ter": "http://www.onvif.org/ver10/error",
-    "wsrf-rw": "http://docs.oasis-open.org/wsrf/rw-2",
-    "tns1": "http://www.onvif.org/ver10/topics", "tnsvendor": "http://example.com/vendor/topics",
-}.items())
+from tests.support import onvif_templates as xml
+from tests.support.onvif_templates import NS, Profile
+
+__all__ = ["OnvifDevice", "Profile", "SoapFault", "Subscription", "parse_time"]
+
 PRE_AUTH = frozenset({"GetSystemDateAndTime"})
 _DURATION = re.compile(r"^P(?:(?P<d>[\d.]+)D)?"
                        r"(?:T(?:(?P<h>[\d.]+)H)?(?:(?P<m>[\d.]+)M)?(?:(?P<s>[\d.]+)S)?)?$")
-DIALECT = "http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet"
 
 
 class SoapFault(Exception):
     def __init__(self, subcode: str, reason: str, status: int = 400, code: str = "env:Sender") -> None:
         super().__init__(reason)
         self.subcode, self.reason, self.status, self.code = subcode, reason, status, code
-
-
-def _iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def parse_time(text: str, now: dt.datetime) -> dt.datetime:
@@ -81,10 +63,6 @@ def parse_time(text: str, now: dt.datetime) -> dt.datetime:
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
-def _items(values: dict[str, str]) -> str:
-    return "".join(f"<tt:SimpleItem Name={quoteattr(k)} Value={quoteattr(v)}/>" for k, v in values.items())
-
-
 @dataclass
 class Subscription:
     id: str
@@ -92,15 +70,6 @@ class Subscription:
     queue: deque[str] = field(default_factory=deque)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     alive: bool = True
-
-
-@dataclass(frozen=True)
-class Profile:
-    token: str
-    width: int
-    height: int
-    stream_url: str
-    ptz: bool = False
 
 
 class OnvifDevice:
@@ -133,6 +102,8 @@ class OnvifDevice:
         self.info = {"Manufacturer": "Sanwang Test", "Model": "EMU-ONVIF-1", "FirmwareVersion": "1.2.3",
                      "SerialNumber": "SN0001", "HardwareId": "HW1"}
         self.ready = True
+        self.pull_waits = True  # False: PullMessages answers at once, ignoring its Timeout
+        self.replies: dict[str, str] = {}  # operation → response body to send instead of the right one
         self.calls: Counter[str] = Counter()
         self.auth_failures: list[str] = []  # why each refused request was refused
         self.goto_calls: list[tuple[str, str]] = []  # (profile token, preset token)
@@ -219,10 +190,7 @@ class OnvifDevice:
         return len(self.subscriptions)
 
     def _notification(self, topic: str, source: dict[str, str], data: dict[str, str], operation: str) -> str:
-        return (f'<wsnt:NotificationMessage><wsnt:Topic Dialect="{DIALECT}">{escape(topic)}</wsnt:Topic>'
-                f'<wsnt:Message><tt:Message UtcTime="{_iso(self.now())}" PropertyOperation="{operation}">'
-                f"<tt:Source>{_items(source)}</tt:Source><tt:Data>{_items(data)}</tt:Data>"
-                "</tt:Message></wsnt:Message></wsnt:NotificationMessage>")
+        return xml.notification(topic, source, data, operation, self.now())
 
     # -- HTTP/SOAP plumbing ------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.Response:
@@ -241,24 +209,17 @@ class OnvifDevice:
             handler = getattr(self, f"_op_{op}", None)
             if handler is None:
                 raise SoapFault("ter:ActionNotSupported", f"{op} is not supported", code="env:Receiver")
-            xml = await handler(op_el, request.match_info.get("sid"))
+            body = self.replies.get(op) or await handler(op_el, request.match_info.get("sid"))
         except SoapFault as fault:
             return self._fault(fault)
         except (etree.XMLSyntaxError, ValueError) as exc:
             return self._fault(SoapFault("ter:InvalidArgVal", f"bad request: {exc}"))
-        return web.Response(text=self._envelope(xml), content_type="application/soap+xml", charset="utf-8")
+        return web.Response(text=xml.envelope(body), content_type="application/soap+xml", charset="utf-8")
 
     @staticmethod
-    def _envelope(body: str) -> str:
-        return (f'<?xml version="1.0" encoding="UTF-8"?><env:Envelope {_DECL}>'
-                f"<env:Body>{body}</env:Body></env:Envelope>")
-
-    def _fault(self, f: SoapFault) -> web.Response:
-        body = (f"<env:Fault><env:Code><env:Value>{f.code}</env:Value><env:Subcode><env:Value>{f.subcode}"
-                f'</env:Value></env:Subcode></env:Code><env:Reason><env:Text xml:lang="en">{escape(f.reason)}'
-                "</env:Text></env:Reason></env:Fault>")
-        return web.Response(status=f.status, text=self._envelope(body), content_type="application/soap+xml",
-                            charset="utf-8")
+    def _fault(f: SoapFault) -> web.Response:
+        return web.Response(status=f.status, text=xml.envelope(xml.fault(f.code, f.subcode, f.reason)),
+                            content_type="application/soap+xml", charset="utf-8")
 
     def _authenticate(self, header: etree._Element | None) -> None:
         token = header.find("wsse:Security/wsse:UsernameToken", NS) if header is not None else None
@@ -299,62 +260,20 @@ class OnvifDevice:
 
     # -- Device ------------------------------------------------------------------------------
     async def _op_GetSystemDateAndTime(self, el: etree._Element, sid: str | None) -> str:
-        n = self.now()
-        return ("<tds:GetSystemDateAndTimeResponse><tds:SystemDateAndTime>"
-                "<tt:DateTimeType>NTP</tt:DateTimeType>"
-                "<tt:DaylightSavings>false</tt:DaylightSavings><tt:TimeZone><tt:TZ>UTC0</tt:TZ></tt:TimeZone>"
-                f"<tt:UTCDateTime><tt:Time><tt:Hour>{n.hour}</tt:Hour><tt:Minute>{n.minute}</tt:Minute>"
-                f"<tt:Second>{n.second}</tt:Second></tt:Time><tt:Date><tt:Year>{n.year}</tt:Year>"
-                f"<tt:Month>{n.month}</tt:Month><tt:Day>{n.day}</tt:Day></tt:Date></tt:UTCDateTime>"
-                "</tds:SystemDateAndTime></tds:GetSystemDateAndTimeResponse>")
+        return xml.system_date_and_time(self.now())
 
     async def _op_GetDeviceInformation(self, el: etree._Element, sid: str | None) -> str:
-        fields = "".join(f"<tds:{k}>{escape(v)}</tds:{k}>" for k, v in self.info.items())
-        return f"<tds:GetDeviceInformationResponse>{fields}</tds:GetDeviceInformationResponse>"
-
-    def _services(self) -> dict[str, str]:
-        names = ["device", "media", "events"] + (["ptz"] if self.has_ptz else [])
-        return {name: SERVICE_NS[name] for name in names}
+        return xml.device_information(self.info)
 
     async def _op_GetServices(self, el: etree._Element, sid: str | None) -> str:
-        out = "".join(f"<tds:Service><tds:Namespace>{ns}</tds:Namespace>"
-                      f"<tds:XAddr>{self._base()}/{name}_service</tds:XAddr>"
-                      "<tds:Version><tt:Major>2</tt:Major><tt:Minor>60</tt:Minor></tds:Version>"
-                      "</tds:Service>" for name, ns in self._services().items())
-        return f"<tds:GetServicesResponse>{out}</tds:GetServicesResponse>"
+        return xml.services(self._base(), ["device", "media", "events"] + (["ptz"] if self.has_ptz else []))
 
     async def _op_GetCapabilities(self, el: etree._Element, sid: str | None) -> str:
-        b = self._base()
-        ptz = f"<tt:PTZ><tt:XAddr>{b}/ptz_service</tt:XAddr></tt:PTZ>" if self.has_ptz else ""
-        return ("<tds:GetCapabilitiesResponse><tds:Capabilities>"
-                f"<tt:Device><tt:XAddr>{b}/device_service</tt:XAddr></tt:Device>"
-                f"<tt:Events><tt:XAddr>{b}/events_service</tt:XAddr><tt:WSSubscriptionPolicySupport>false"
-                "</tt:WSSubscriptionPolicySupport><tt:WSPullPointSupport>true</tt:WSPullPointSupport>"
-                "<tt:WSPausableSubscriptionManagerInterfaceSupport>false"
-                "</tt:WSPausableSubscriptionManagerInterfaceSupport></tt:Events>"
-                f"<tt:Media><tt:XAddr>{b}/media_service</tt:XAddr><tt:StreamingCapabilities>"
-                "<tt:RTPMulticast>false</tt:RTPMulticast><tt:RTP_TCP>true</tt:RTP_TCP>"
-                "<tt:RTP_RTSP_TCP>true</tt:RTP_RTSP_TCP></tt:StreamingCapabilities></tt:Media>"
-                f"{ptz}</tds:Capabilities></tds:GetCapabilitiesResponse>")
+        return xml.capabilities(self._base(), self.has_ptz)
 
     # -- Media -------------------------------------------------------------------------------
     async def _op_GetProfiles(self, el: etree._Element, sid: str | None) -> str:
-        out = []
-        for p in self.profiles:
-            ptz = ('<tt:PTZConfiguration token="ptz0"><tt:Name>PTZ</tt:Name><tt:UseCount>1</tt:UseCount>'
-                   "<tt:NodeToken>node0</tt:NodeToken></tt:PTZConfiguration>") if p.ptz else ""
-            out.append(
-                f'<trt:Profiles token="{p.token}" fixed="true"><tt:Name>{p.token}</tt:Name>'
-                '<tt:VideoSourceConfiguration token="vsc0"><tt:Name>vsc</tt:Name><tt:UseCount>2</tt:UseCount>'
-                '<tt:SourceToken>vs0</tt:SourceToken><tt:Bounds x="0" y="0" width="1280" height="720"/>'
-                f'</tt:VideoSourceConfiguration><tt:VideoEncoderConfiguration token="enc_{p.token}">'
-                f"<tt:Name>enc_{p.token}</tt:Name><tt:UseCount>1</tt:UseCount><tt:Encoding>H264</tt:Encoding>"
-                f"<tt:Resolution><tt:Width>{p.width}</tt:Width><tt:Height>{p.height}</tt:Height></tt:Resolution>"
-                "<tt:Quality>5</tt:Quality><tt:Multicast><tt:Address><tt:Type>IPv4</tt:Type>"
-                "<tt:IPv4Address>0.0.0.0</tt:IPv4Address></tt:Address><tt:Port>0</tt:Port><tt:TTL>0</tt:TTL>"
-                "<tt:AutoStart>false</tt:AutoStart></tt:Multicast><tt:SessionTimeout>PT60S</tt:SessionTimeout>"
-                f"</tt:VideoEncoderConfiguration>{ptz}</trt:Profiles>")
-        return f"<trt:GetProfilesResponse>{''.join(out)}</trt:GetProfilesResponse>"
+        return xml.profiles(self.profiles)
 
     def _profile(self, el: etree._Element) -> Profile:
         token = (el.findtext("trt:ProfileToken", namespaces=NS)
@@ -364,30 +283,16 @@ class OnvifDevice:
                 return p
         raise SoapFault("ter:InvalidArgVal", f"no profile {token!r}")
 
-    @staticmethod
-    def _media_uri(op: str, uri: str) -> str:
-        return (f"<trt:{op}Response><trt:MediaUri><tt:Uri>{escape(uri)}</tt:Uri>"
-                "<tt:InvalidAfterConnect>false</tt:InvalidAfterConnect><tt:InvalidAfterReboot>false"
-                f"</tt:InvalidAfterReboot><tt:Timeout>PT0S</tt:Timeout></trt:MediaUri></trt:{op}Response>")
-
     async def _op_GetStreamUri(self, el: etree._Element, sid: str | None) -> str:
-        return self._media_uri("GetStreamUri", self._profile(el).stream_url)
+        return xml.media_uri("GetStreamUri", self._profile(el).stream_url)
 
     async def _op_GetSnapshotUri(self, el: etree._Element, sid: str | None) -> str:
         self._profile(el)
-        return self._media_uri("GetSnapshotUri", f"{self._base()}/snapshot.jpg")
+        return xml.media_uri("GetSnapshotUri", f"{self._base()}/snapshot.jpg")
 
     # -- Events ------------------------------------------------------------------------------
     async def _op_GetEventProperties(self, el: etree._Element, sid: str | None) -> str:
-        return ("<tev:GetEventPropertiesResponse><tev:TopicNamespaceLocation>"
-                "http://www.onvif.org/onvif/ver10/topics/topicns.xml</tev:TopicNamespaceLocation>"
-                "<wsnt:FixedTopicSet>true</wsnt:FixedTopicSet><wstop:TopicSet><tns1:VideoSource "
-                'wstop:topic="true"/><tns1:RuleEngine wstop:topic="true"/></wstop:TopicSet>'
-                f"<wsnt:TopicExpressionDialect>{DIALECT}</wsnt:TopicExpressionDialect>"
-                "<tev:MessageContentFilterDialect>http://www.onvif.org/ver10/tev/messageContentFilter/ItemFilter"
-                "</tev:MessageContentFilterDialect><tev:MessageContentSchemaLocation>"
-                "http://www.onvif.org/onvif/ver10/schema/onvif.xsd</tev:MessageContentSchemaLocation>"
-                "</tev:GetEventPropertiesResponse>")
+        return xml.event_properties()
 
     async def _op_CreatePullPointSubscription(self, el: etree._Element, sid: str | None) -> str:
         wanted = el.findtext("tev:InitialTerminationTime", namespaces=NS) or "PT60S"
@@ -395,10 +300,7 @@ class OnvifDevice:
         for (topic, source), data in self.properties.items():
             sub.queue.append(self._notification(topic, dict(source), data, "Initialized"))
         self.subscriptions[sub.id] = sub
-        return (f"<tev:CreatePullPointSubscriptionResponse><tev:SubscriptionReference><wsa:Address>"
-                f"{self._base()}/subscription/{sub.id}</wsa:Address></tev:SubscriptionReference>"
-                f"<wsnt:CurrentTime>{_iso(self.now())}</wsnt:CurrentTime><wsnt:TerminationTime>{_iso(sub.termination)}"
-                "</wsnt:TerminationTime></tev:CreatePullPointSubscriptionResponse>")
+        return xml.pullpoint_created(f"{self._base()}/subscription/{sub.id}", self.now(), sub.termination)
 
     def _subscription(self, sid: str | None) -> Subscription:
         sub = self.subscriptions.get(sid or "")
@@ -414,23 +316,20 @@ class OnvifDevice:
         timeout_text = el.findtext("tev:Timeout", namespaces=NS) or "PT1S"
         timeout = (parse_time(timeout_text, self.now()) - self.now()).total_seconds()
         limit = int(el.findtext("tev:MessageLimit", namespaces=NS) or "100")
-        if not sub.queue:
+        if not sub.queue and self.pull_waits:
             sub.wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(sub.wakeup.wait(), max(0.0, min(timeout, 60.0)))
         if not sub.alive:
             raise SoapFault("wsrf-rw:ResourceUnknownFault", "subscription dropped (device rebooted)")
         messages = [sub.queue.popleft() for _ in range(min(limit, len(sub.queue)))]
-        return (f"<tev:PullMessagesResponse><tev:CurrentTime>{_iso(self.now())}</tev:CurrentTime>"
-                f"<tev:TerminationTime>{_iso(sub.termination)}</tev:TerminationTime>{''.join(messages)}"
-                "</tev:PullMessagesResponse>")
+        return xml.pull_messages(self.now(), sub.termination, messages)
 
     async def _op_Renew(self, el: etree._Element, sid: str | None) -> str:
         sub = self._subscription(sid)
         wanted = el.findtext("wsnt:TerminationTime", namespaces=NS) or "PT60S"
         sub.termination = parse_time(wanted, self.now())
-        return (f"<wsnt:RenewResponse><wsnt:TerminationTime>{_iso(sub.termination)}</wsnt:TerminationTime>"
-                f"<wsnt:CurrentTime>{_iso(self.now())}</wsnt:CurrentTime></wsnt:RenewResponse>")
+        return xml.renewed(self.now(), sub.termination)
 
     async def _op_Unsubscribe(self, el: etree._Element, sid: str | None) -> str:
         sub = self._subscription(sid)
@@ -442,9 +341,7 @@ class OnvifDevice:
     # -- PTZ ---------------------------------------------------------------------------------
     async def _op_GetPresets(self, el: etree._Element, sid: str | None) -> str:
         self._profile(el)
-        out = "".join(f'<tptz:Preset token="{t}"><tt:Name>{escape(n)}</tt:Name></tptz:Preset>'
-                      for t, n in self.presets.items())
-        return f"<tptz:GetPresetsResponse>{out}</tptz:GetPresetsResponse>"
+        return xml.presets(self.presets)
 
     async def _op_GotoPreset(self, el: etree._Element, sid: str | None) -> str:
         profile = self._profile(el)

@@ -71,6 +71,7 @@ class EmulatedCamera:
     endpoint: str = ""  # urn:uuid:...; default: derived from name, ip and port (stable across runs)
     types: str = "dn:NetworkVideoTransmitter tds:Device"
     extra_xaddrs: tuple[str, ...] = ()
+    metadata_version: str = "1"  # the element's text, verbatim: broken firmware writes odd things here
 
     @property
     def address(self) -> str:
@@ -94,7 +95,14 @@ class EmulatedCamera:
         xaddrs = " ".join([self.xaddr, *self.extra_xaddrs])
         return (f"<wsa:EndpointReference><wsa:Address>{self.address}</wsa:Address></wsa:EndpointReference>"
                 f"<d:Types>{self.types}</d:Types><d:Scopes>{_esc(self.scopes())}</d:Scopes>"
-                f"<d:XAddrs>{_esc(xaddrs)}</d:XAddrs><d:MetadataVersion>1</d:MetadataVersion>")
+                f"<d:XAddrs>{_esc(xaddrs)}</d:XAddrs><d:MetadataVersion>{_esc(self.metadata_version)}"
+                "</d:MetadataVersion>")
+
+
+# Hostile datagrams: a DTD with nested entities (exponential expansion) and an external entity (XXE).
+BILLION_LAUGHS = (b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
+                  b"<l>&b;</l>")
+XXE = b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>'
 
 
 def _esc(text: str) -> str:
