@@ -258,6 +258,7 @@ class TestOnvifConformance(AdapterConformance):
             config=config(device),
             secrets=[PASSWORD],
             trigger=motion,
+            restart_peer=lambda: device.reboot(down_s=1.0),
             bad_auth={"password": "wrong-pass-123"},
             unreachable={"host": "127.0.0.1", "port": 9},
             section="cameras",

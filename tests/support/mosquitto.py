@@ -142,10 +142,22 @@ class PrivateMosquitto:
             "use_identity_as_username false",
             "",
         ]))
-        self._proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL)
-        self._wait_ready()
+        self._spawn()
         return self
+
+    def _spawn(self) -> None:
+        self._proc = subprocess.Popen([MOSQUITTO, "-c", str(self.dir / "mosquitto.conf")],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._wait_ready()
+
+    def restart(self, down_s: float = 1.0) -> None:
+        """Stop the broker process (every client is disconnected), wait, start it on the same ports."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.terminate()
+            proc.wait(5)
+        time.sleep(down_s)
+        self._spawn()
 
     def _wait_ready(self, timeout_s: float = 10.0) -> None:
         deadline = time.monotonic() + timeout_s
