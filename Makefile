@@ -2,7 +2,7 @@
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck bench install clean
+.PHONY: demo test check lint typecheck bench bench-adapters install clean
 
 $(STAMP): pyproject.toml scripts/install.sh
 	bash scripts/install.sh
@@ -32,6 +32,11 @@ check: lint typecheck test
 bench: $(STAMP)
 	bash scripts/system-deps.sh
 	YOLO_OFFLINE=1 $(VENV)/bin/python -m benchmarks.cameras
+
+## Adapters: MQTT dialect decoding, MQTT end to end on the local Mosquitto, ONVIF probe/events (~2 min).
+bench-adapters: $(STAMP)
+	bash scripts/system-deps.sh
+	$(VENV)/bin/python -m benchmarks.adapters
 
 clean:
 	rm -rf $(VENV) .hub-state .pytest_cache .mypy_cache

@@ -45,6 +45,7 @@ class DeviceState:
     failed: deque[float] = field(default_factory=deque)
     bad_logged: bool = False
     published_status: dict[str, Any] | None = None
+    published_key: tuple[Any, ...] | None = None
 
     def status(self) -> dict[str, Any]:
         """The ``device`` bus message and ``GET /api/devices`` row."""

@@ -51,6 +51,8 @@ __all__ = ["DeviceHub", "DeviceState", "EventCallback", "StatusCallback"]
 
 log = logging.getLogger(__name__)
 
+YIELD_EVERY = 64  # messages handled between yields to the event loop
+
 EventCallback = Callable[[SourceEvent], None]
 StatusCallback = Callable[[dict[str, Any]], None]
 
@@ -86,6 +88,7 @@ class DeviceHub:
         self.on_status = on_status
         self.tick_s = tick_s
         self.counts: Counter[str] = Counter()
+        self._counters: dict[str, Any] = {}  # result -> labelled Prometheus counter
         specs = [DeviceSpec.of(d) for d in devices]
         self.devices: dict[str, DeviceState] = {s.id: DeviceState(s) for s in specs}
         self.rules = DoorLockRules(self.devices, held_open_s, forced_window_s, failed_attempts,
@@ -140,8 +143,14 @@ class DeviceHub:
             tg.create_task(self._resubscribe(self.client), name="mqtt-devices-discovery")
 
     async def _consume(self, client: MqttClient) -> None:
+        handled = 0
         async for msg in client.messages():
             self.handle(msg.topic, msg.payload)
+            handled += 1
+            if handled % YIELD_EVERY == 0:
+                # A backlog replayed on reconnect arrives without a pause: let the consumers of our
+                # events run, so their bounded queues drain instead of overflowing.
+                await asyncio.sleep(0)
 
     async def _ticker(self) -> None:
         while True:
@@ -265,10 +274,13 @@ class DeviceHub:
                 self.on_event(event)
         if st.cfg.id in self._unconfirmed:
             return
-        status = st.status()
-        compare = {k: v for k, v in status.items() if k != "last_seen"}
-        if compare != st.published_status:
-            st.published_status = compare
+        # What the row shows, as a cheap tuple: most messages change nothing (the row is not rebuilt)
+        key = (st.online, st.door_open, st.locked, st.battery, st.tamper, st.last_event, st.last_event_at,
+               id(st.cfg))
+        if key != st.published_key:
+            st.published_key = key
+            status = st.status()
+            st.published_status = status
             self._emit_status(status)
 
     def _emit_status(self, status: dict[str, Any]) -> None:
@@ -282,7 +294,10 @@ class DeviceHub:
     def _count(self, result: str) -> None:
         self.counts[result] += 1
         if self.metrics is not None:
-            self.metrics.mqtt_messages.labels(result=result).inc()
+            counter = self._counters.get(result)
+            if counter is None:  # labels() is a lookup under a lock: once per result, not per message
+                counter = self._counters[result] = self.metrics.mqtt_messages.labels(result=result)
+            counter.inc()
 
     def _once(self, key: str) -> bool:
         """True the first time ``key`` is seen (at most 1000 keys are remembered)."""
