@@ -125,6 +125,7 @@ class StreamUri:
     loop: bool = False  # file:// only
     realtime: bool = True  # file:// only
     poll_s: float | None = None  # a JPEG snapshot URL polled this often instead of a video stream
+    timeout_s: float | None = None  # connect/request timeout for the reader (None: the reader's default)
 
     @property
     def safe_url(self) -> str:

@@ -201,4 +201,5 @@ class SnapshotCamera(Adapter[SnapshotCameraConfig]):
 
     async def streams(self) -> StreamSet:
         url = self._url()
-        return StreamSet(main=StreamUri(url, poll_s=self.config.interval_s), snapshot=url)
+        return StreamSet(main=StreamUri(url, poll_s=self.config.interval_s, timeout_s=self.config.timeout_s),
+                         snapshot=url)

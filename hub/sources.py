@@ -237,6 +237,8 @@ class CameraFeed:
             options = dict(self.reader_options)
             if stream.poll_s is not None:
                 options["poll_s"] = stream.poll_s
+            if stream.timeout_s is not None:
+                options["open_timeout"] = stream.timeout_s
             reader = StreamReader(self.camera_id, stream.url, width=self.width, fps=self.fps,
                                   transport=stream.transport, loop=stream.loop, realtime=stream.realtime,
                                   on_status=self.on_status, **options)
