@@ -305,7 +305,24 @@ class HubConfig(Strict):
             missing = [c for c in dev.cameras if c not in known]
             if missing:
                 raise ValueError(f"device {dev.id!r} links unknown cameras {missing}; known: {sorted(known)}")
+        self._source_devices(known, set(ids))
         return self
+
+    def _source_devices(self, cameras: set[str], ids: set[str]) -> None:
+        """Devices declared inside sources (e.g. an mqtt source's devices:): unique ids, known cameras."""
+        seen: set[str] = set()
+        for src in self.sources:
+            for dev in getattr(src, "devices", None) or []:
+                dev_id, linked = getattr(dev, "id", None), getattr(dev, "cameras", None) or []
+                if not isinstance(dev_id, str):
+                    continue
+                if dev_id in ids or dev_id in seen:
+                    raise ValueError(f"source {src.id!r}: device id {dev_id!r} is already used in this config")
+                seen.add(dev_id)
+                missing = [c for c in linked if c not in cameras]
+                if missing:
+                    raise ValueError(f"source {src.id!r}: device {dev_id!r} links unknown cameras {missing}; "
+                                     f"known: {sorted(cameras)}")
 
 
 def parse_camera(item: Any) -> Any:

@@ -191,3 +191,15 @@ def test_an_unset_environment_variable_names_its_line() -> None:
         parse_config(text, "hub.yaml", env={})
     assert err.value.line == 4
     assert err.value.field == "cameras.0.password"
+
+
+def test_devices_inside_sources_link_known_cameras_and_have_unique_ids() -> None:
+    from hub.config_loader import parse_config
+
+    base = ("cameras:\n  - id: c1\n    url: rtsp://x/y\nsources:\n  - kind: mqtt\n    id: s\n    devices:\n"
+            "      - id: {dev}\n        topic: t/d1\n        cameras: [{cam}]\n")
+    assert parse_config(base.format(dev="d1", cam="c1"), "h.yaml").sources[0].id == "s"
+    with pytest.raises(ConfigError, match=r"device 'd1' links unknown cameras \['nope'\]"):
+        parse_config(base.format(dev="d1", cam="nope"), "h.yaml")
+    with pytest.raises(ConfigError, match="device id 'c1' is already used"):
+        parse_config(base.format(dev="c1", cam="c1"), "h.yaml")
