@@ -317,7 +317,7 @@ class HubConfig(Strict):
                 if not isinstance(dev_id, str):
                     continue
                 if dev_id in ids or dev_id in seen:
-                    raise ValueError(f"source {src.id!r}: device id {dev_id!r} is already used in this config")
+                    raise ValueError(f"source {src.id!r}: device id {dev_id!r} is already used in the config")
                 seen.add(dev_id)
                 missing = [c for c in linked if c not in cameras]
                 if missing:
