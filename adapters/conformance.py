@@ -257,13 +257,19 @@ class AdapterConformance:
             task = asyncio.create_task(_collect(adapter.events(), got), name="conformance-restart")
             try:
                 await _pull_until(task, got, 1, adapter_case)
+                await asyncio.sleep(0.5)  # let events already on their way arrive before the restart
+                before = len(got)
                 await adapter_case.restart_peer()
-                await _pull_until(task, got, len(got) + 1, adapter_case, within_s=30.0)
+                await _pull_until(task, got, before + 1, adapter_case, within_s=30.0)
             finally:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         assert len({e.id for e in got}) == len(got)
+        # nothing the device reported before the restart is reported again after it
+        seen = {_fingerprint(e) for e in got[:before]}
+        again = [e for e in got[before:] if _fingerprint(e) in seen]
+        assert not again, f"reported again after the restart: {[e.to_json() for e in again]}"
 
     async def test_errors_map_to_hierarchy(self, adapter_case: AdapterCase) -> None:
         assert issubclass(AdapterError, HubError)
@@ -275,6 +281,16 @@ class AdapterConformance:
                 await asyncio.wait_for(adapter_case.build(**adapter_case.unreachable).probe(), 30)
         with pytest.raises(AdapterUnsupported):
             await adapter_case.build().command("no-such-command")
+
+    async def test_events_with_refused_credentials_raise_auth_error(self, adapter_case: AdapterCase) -> None:
+        """Refused credentials come out of events() (the hub reports them once and waits minutes); an
+        adapter must not retry them forever inside."""
+        adapter = adapter_case.build(**(adapter_case.bad_auth or {}))
+        if adapter_case.bad_auth is None or Capability.EVENTS not in type(adapter).capabilities:
+            return  # no events, or the peer cannot refuse credentials
+        with pytest.raises(AdapterAuthError):
+            async with adapter:  # start() may already refuse
+                await asyncio.wait_for(anext(aiter(adapter.events())), 30)
 
     async def test_secrets_never_shown(
         self, adapter_case: AdapterCase, caplog: pytest.LogCaptureFixture
@@ -302,6 +318,11 @@ class AdapterConformance:
         for key, wrong in (adapter_case.bad_auth or {}).items():
             if _SECRET_KEY.search(key) and isinstance(wrong, str) and len(wrong) >= 4:
                 assert wrong not in text, f"the wrong {key} leaked"
+
+
+def _fingerprint(event: SourceEvent) -> str:
+    """What the device said (not the hub-made id): equal only for a replayed report."""
+    return json.dumps([event.source_id, str(event.kind), event.at, event.data], sort_keys=True, default=str)
 
 
 def _is_peer(task: asyncio.Task[Any]) -> bool:

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.onvif_client import OnvifSession, map_error
-from hub.errors import AdapterError
+from hub.errors import AdapterAuthError, AdapterError
 from hub.events import EventKind, SourceEvent
 from streams.backoff import Backoff
 
@@ -264,8 +264,11 @@ async def pull_events(
                     event = mapper(notification) if notification is not None else None
                     if event is not None:
                         yield event
-        except Exception as exc:  # events() ends only on close: every failure is retried
+        except Exception as exc:  # events() ends only on close; every failure but refused credentials: retry
             error = exc if isinstance(exc, AdapterError) else map_error(exc, label)
+            if isinstance(error, AdapterAuthError):  # the hub reports it once and waits minutes
+                stats.state, stats.last_error = "auth_failed", str(error)
+                raise error from None
             unexpected = None if isinstance(exc, AdapterError) else exc  # a bug or an unmapped odd reply
             stats.state, stats.last_error = "lost", str(error)
             stats.failures += 1
