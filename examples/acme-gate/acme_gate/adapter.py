@@ -109,9 +109,13 @@ class AcmeGate(Adapter[AcmeGateConfig]):
     async def start(self) -> None:
         self._session = aiohttp.ClientSession()
         path = self._cursor_file
-        if path is not None:
-            text = await asyncio.to_thread(lambda: path.read_text() if path.exists() else "0")
-            self._after = int(text) if text.strip().isdecimal() else 0
+        text = await asyncio.to_thread(lambda: path.read_text() if path and path.exists() else "")
+        if text.strip().isdecimal():
+            self._after = int(text)
+        else:  # first start: begin at the controller's newest event, not at its whole history
+            body = await self._get("/api/v1/events", after=0, wait=0)
+            seqs = [e.get("seq") for e in body.get("events") or [] if isinstance(e, dict)]
+            self._after = max((s for s in seqs if type(s) is int), default=0)
 
     async def _save_cursor(self) -> None:
         path = self._cursor_file

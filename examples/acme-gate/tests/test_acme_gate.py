@@ -96,3 +96,15 @@ async def test_nothing_is_reported_twice_across_a_hub_restart(controller: AcmeGa
     assert seen.kind is EventKind.DOOR_OPENED
     assert after.kind is EventKind.DOOR_CLOSED  # not door_open again
     assert (tmp_path / "gate-north" / "cursor").read_text() == "2"
+
+
+async def test_a_first_start_begins_at_the_newest_event_not_the_history(controller: AcmeGateSimulator,
+                                                                         tmp_path: Path) -> None:
+    await controller.emit("door_forced")  # happened long before the hub was installed
+    adapter = create(config(controller), AdapterContext(state_dir=tmp_path / "g"))
+    async with adapter:
+        got = asyncio.create_task(first_event(adapter, AdapterCase(config=config(controller))))
+        await asyncio.sleep(0.3)
+        await controller.emit("door_open")
+        (event,) = await got
+    assert event.kind is EventKind.DOOR_OPENED
