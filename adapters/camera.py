@@ -26,6 +26,7 @@ class ZoneConfig(BaseModel):
     labels: list[str] = Field(default_factory=lambda: ["person"], description="Labels the rule applies to.")
     min_dwell_s: float = Field(1.0, ge=0, description="Seconds an object must stay inside before a hit.")
     cooldown_s: float = Field(30.0, ge=0, description="Per-track quiet time after a hit.")
+    grid: str = Field("", description="Grid code of the zone's area when it differs from the camera's.")
 
     @field_validator("polygon")
     @classmethod

@@ -43,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     check = cfg_sub.add_parser("check", help="validate a config file; errors name file, line and field")
     check.add_argument("file", type=Path)
 
+    grids = sub.add_parser("grids", help="the grid hierarchy (区 > 街道 > 社区 > 网格 > 微网格)")
+    grids_sub = grids.add_subparsers(dest="grids_command", required=True, metavar="SUBCOMMAND")
+    g_check = grids_sub.add_parser(
+        "check", help="validate the grid tree (orphans, levels, overlaps) and show where every camera, "
+        "zone and device belongs; exit 1 on problems")
+    g_check.add_argument("-c", "--config", required=True, type=Path, help="YAML config file")
+
     from hub.cli_adapters import add_commands
 
     add_commands(sub)
@@ -82,6 +89,26 @@ def _config_check(path: Path) -> int:
         f"{'embedded' if not cfg.mqtt.url else 'external'}"
     )
     return 0
+
+
+def _grids_check(path: Path) -> int:
+    from alerts.grids import GridTree
+
+    cfg = _load(path)
+    tree = GridTree(cfg.grids)
+    problems = tree.problems()
+    print(tree.render() or "(no grids configured)")
+    print()
+    for a in tree.assignments(cfg):
+        where = f"{a.grid} ({a.how})" if a.grid else "UNASSIGNED"
+        print(f"  {a.what:<7} {a.id:<28} -> {where}")
+        if cfg.grids and a.grid is None:
+            problems.append(f"{a.what} {a.id} belongs to no grid: give it grid: or a location inside one")
+    print()
+    for problem in problems:
+        print(f"problem: {problem}")
+    print(f"{path}: {len(cfg.grids)} grids, {len(problems)} problem(s)")
+    return 1 if problems else 0
 
 
 def _run(path: Path, log_level: str | None) -> int:
@@ -126,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config_check(args.file)
         if args.command == "run":
             return _run(args.config, args.log_level)
+        if args.command == "grids":
+            return _grids_check(args.config)
         if args.command in ("adapters", "probe", "discover"):
             from hub.cli_adapters import run
 

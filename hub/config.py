@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializeAsAny, field_validator, model_validator
 
 from adapters.base import AdapterConfig, Capability
 from adapters.camera import CameraBase, Point, ZoneConfig
@@ -208,12 +208,61 @@ class DeviceConfig(Strict):
     )
     cameras: list[str] = Field(default_factory=list, description="Cameras that see this door.")
     offline_after_s: float = Field(0, ge=0, description="Report offline after this much silence (0 = never).")
+    location: tuple[float, float] | None = Field(
+        None, description="(lon, lat): places the device in a grid when grid is empty."
+    )
     lock: str | None = Field(
         None,
         description="door_contact only: id of the smart lock that secures this "
         "door. The door opening while that lock reports locked, with no successful "
         "unlock just before, is reported as door_forced.",
     )
+
+
+GridLevel = Literal["district", "street", "community", "grid", "micro_grid"]
+GRID_LEVELS: tuple[str, ...] = ("district", "street", "community", "grid", "micro_grid")
+Role = Literal["grid_worker", "grid_leader", "patrol", "department", "duty_leader", "operator"]
+
+
+class GridConfig(Strict):
+    """One node of the grid hierarchy (区 > 街道 > 社区 > 网格 > 微网格)."""
+
+    code: str = Field(..., pattern=r"^[0-9A-Za-z_.-]+$", description="Grid code (GB/T 2260 + suffixes).")
+    name: str = Field("", description="Display name.")
+    level: GridLevel = Field(..., description="district | street | community | grid | micro_grid.")
+    parent: str | None = Field(None, description="Code of the enclosing grid (only districts have none).")
+    polygon: list[Point] | None = Field(
+        None, min_length=3, description="Boundary as GeoJSON ring coordinates [[lon, lat], ...] (optional)."
+    )
+    overlaps: list[str] = Field(
+        default_factory=list, description="Grid codes whose area this grid may overlap (otherwise an error)."
+    )
+
+
+class ChannelConfig(Strict):
+    type: Literal["ws", "mqtt", "webhook", "wecom", "dingtalk", "feishu"] = Field(
+        ..., description="ws (patrol page/dashboard), mqtt, webhook (JSON + HMAC), or a group robot."
+    )
+    url: str | None = Field(None, description="webhook / robot URL.")
+    secret: SecretStr | None = Field(None, description="HMAC or robot signing secret (never logged).")
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> ChannelConfig:
+        if self.type in ("webhook", "wecom", "dingtalk", "feishu") and not self.url:
+            raise ValueError(f"a {self.type} channel needs url")
+        return self
+
+
+class PersonConfig(Strict):
+    """A grid worker, patrol member, department contact, duty leader or operator (or a team)."""
+
+    id: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Stable id.")
+    name: str = Field("", description="Display name.")
+    roles: list[Role] = Field(..., min_length=1, description="What the person does (DESIGN.md roles).")
+    grids: list[str] = Field(default_factory=list, description="Grid codes served (their subtrees too).")
+    department: str = Field("", description="department role: e.g. 城管, 消防, 公安, 生态环境.")
+    phone: str = Field("", description="Shown to operators.")
+    channels: list[ChannelConfig] = Field(default_factory=list, description="How tasks reach them.")
 
 
 class NightHours(Strict):
@@ -269,6 +318,11 @@ class HubConfig(Strict):
     )
     alerts: AlertsSection = Field(default_factory=AlertsSection)
     demo: DemoSection = Field(default_factory=DemoSection)
+    grids: list[GridConfig] = Field(
+        default_factory=list,
+        description="The grid hierarchy. When given, every grid code used elsewhere must be one of these.",
+    )
+    people: list[PersonConfig] = Field(default_factory=list, description="People and teams by role.")
 
     @field_validator("cameras", mode="before")
     @classmethod
@@ -306,7 +360,30 @@ class HubConfig(Strict):
             if missing:
                 raise ValueError(f"device {dev.id!r} links unknown cameras {missing}; known: {sorted(known)}")
         self._source_devices(known, set(ids))
+        self._grid_references()
         return self
+
+    def _grid_references(self) -> None:
+        codes = [g.code for g in self.grids]
+        if dup := sorted({c for c in codes if codes.count(c) > 1}):
+            raise ValueError(f"grid codes must be unique: {dup}")
+        known = set(codes)
+        for g in self.grids:
+            for ref in [g.parent, *g.overlaps]:
+                if ref is not None and ref not in known:
+                    raise ValueError(f"grid {g.code!r} names unknown grid {ref!r}")
+        for person in self.people:
+            if unknown := [c for c in person.grids if c not in known]:
+                raise ValueError(f"person {person.id!r} serves unknown grids {unknown}")
+        if not known:
+            return  # no hierarchy configured: grid codes are free-form labels
+        used = [(f"camera {c.id!r}", c.grid) for c in self.cameras]
+        used += [(f"zone {c.id}/{z.id}", z.grid) for c in self.cameras for z in c.zones]
+        used += [(f"device {d.id!r}", d.grid) for d in self.devices]
+        used += [(f"source {s.id!r}", s.grid) for s in self.sources]
+        for what, code in used:
+            if code and code not in known:
+                raise ValueError(f"{what} is in unknown grid {code!r}; known: {sorted(known)}")
 
     def _source_devices(self, cameras: set[str], ids: set[str]) -> None:
         """Devices declared inside sources (e.g. an mqtt source's devices:): unique ids, known cameras."""

@@ -119,7 +119,7 @@ def test_device_linking_unknown_camera_is_rejected() -> None:
 @pytest.mark.parametrize("name", ["demo.yaml", "example.production.yaml", "docker.yaml"])
 def test_shipped_configs_are_valid(name: str) -> None:
     env = {"CAMERA_PASSWORD": "x", "SHOP3_PASSWORD": "x", "TW_0102_PASSWORD": "x", "MQTT_PASSWORD": "x",
-           "XINHE_MQTT_PASSWORD": "x",
+           "XINHE_MQTT_PASSWORD": "x", "WECOM_KEY": "x",
            "DB_PASSWORD": "x", "HUB_STATE_DIR": "/tmp/x"}
     cfg = load_config(ROOT / "config" / name, env=env)
     assert cfg.hub.name
