@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -84,8 +85,12 @@ class AlertEngine:
         *,
         timezone: str | None = None,
         settle_s: float = 1.0,
+        grids: Mapping[str, str] | None = None,
     ) -> None:
         self.cfg = cfg
+        # "camera:<id>", "zone:<camera>/<zone>", "device:<id>" -> grid code (explicit or by location;
+        # alerts.grids.GridTree.grid_map); without it the configs' own grid fields are used
+        self.grids = dict(grids or {})
         self.bus = bus
         self.db = db
         self.evidence = evidence
@@ -136,7 +141,7 @@ class AlertEngine:
                   "label": hit.label, "confidence": round(hit.confidence, 3), "at": _iso(at)}
         await self._trigger(Trigger(
             id=hit.id, kind=hit.rule, key=("camera", hit.camera_id, hit.rule, hit.zone), at=at,
-            grid=(cam.grid or None) if cam else None, where=where, source=source,
+            grid=self._grid_of_hit(hit, cam), where=where, source=source,
             snapshot_camera=hit.camera_id, box=hit.box, captured_at=hit.captured_at,
             person_camera=hit.camera_id if person else None, data=hit.to_json()))
 
@@ -161,9 +166,16 @@ class AlertEngine:
         source = {"type": "device", "id": ev.source_id, "name": where, "kind": kind, "at": _iso(ev.at)}
         await self._trigger(Trigger(
             id=ev.id, kind=kind, key=("device", ev.source_id, kind, None), at=ev.at,
-            grid=ev.grid or ((dev.grid or None) if dev else None), where=where, source=source,
+            grid=ev.grid or self.grids.get(f"device:{ev.source_id}") or ((dev.grid or None) if dev else None),
+            where=where, source=source,
             snapshot_camera=linked[0] if linked else None,
             door_device=ev.source_id if kind in DOOR_TRIGGERS and linked else None, data=ev.to_json()))
+
+    def _grid_of_hit(self, hit: RuleHit, cam: CameraBase | None) -> str | None:
+        """The zone's grid, else the camera's (explicit or found from its location)."""
+        if hit.zone is not None and (grid := self.grids.get(f"zone:{hit.camera_id}/{hit.zone}")):
+            return grid
+        return self.grids.get(f"camera:{hit.camera_id}") or ((cam.grid or None) if cam else None)
 
     def _door_cameras(self, source_id: str) -> list[str]:
         dev = self.devices.get(source_id)

@@ -107,6 +107,11 @@ class GridTree:
             place("device", dev.id, dev.grid, dev.location)
         return out
 
+    def grid_map(self, cfg: HubConfig) -> dict[str, str]:
+        """``"camera:<id>"``, ``"zone:<camera>/<zone>"``, ``"device:<id>"`` -> grid code, for the alert
+        engine (only placed items)."""
+        return {f"{a.what}:{a.id}": a.grid for a in self.assignments(cfg) if a.grid}
+
     def render(self) -> str:
         """The tree as indented text."""
         lines: list[str] = []

@@ -126,9 +126,12 @@ class Hub:
                 return (res.frame, res.detections) if res is not None else None
 
             evidence = EvidenceStore(evidence_dir, frames)
+            from alerts.grids import GridTree
+
             engine = AlertEngine(self.cfg.alerts, cameras, self.cfg.devices, self.bus, db, evidence,
                                  metrics=self.metrics, force_night=self.cfg.demo.force_night,
-                                 timezone=self.cfg.hub.timezone)
+                                 timezone=self.cfg.hub.timezone,
+                                 grids=GridTree(self.cfg.grids).grid_map(self.cfg))
 
             tasks: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
                 f"camera:{cid}": r.run for cid, r in readers.items()

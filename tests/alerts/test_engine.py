@@ -285,3 +285,38 @@ async def test_an_alarm_panel_zone_fuses_with_a_person_like_a_forced_door(rig: R
     (inc,) = drain(rig.incidents)
     assert inc["class"] == "emergency"
     assert {s["id"] for s in inc["sources"]} == {"panel.zone3", "cam1"}
+
+
+async def test_incidents_go_to_the_zones_grid_or_the_located_grid(rig: Rig) -> None:
+    from alerts.grids import GridTree
+    from hub.config_loader import parse_config
+
+    cfg = parse_config("""
+grids:
+  - {code: "44", level: district}
+  - {code: "4401", level: street, parent: "44", polygon: [[0, 0], [2, 0], [2, 2], [0, 2]]}
+  - {code: "440101", level: grid, parent: "4401", polygon: [[0, 0], [1, 0], [1, 2], [0, 2]]}
+cameras:
+  - id: cam2
+    url: rtsp://h/2
+    location: [1.5, 1.0]
+    zones:
+      - {id: gate, grid: "440101", polygon: [[0, 0], [1, 0], [1, 1]]}
+      - {id: yard, polygon: [[0, 0], [1, 0], [1, 1]]}
+devices:
+  - {id: door9, kind: door_contact, topic: t/door9, location: [0.5, 0.5]}
+""", "g.yaml")
+    rig.engine.grids = GridTree(cfg.grids).grid_map(cfg)
+    now = time.time()
+    rig.bus.publish(TOPIC_RULE_HIT, person_hit("cam2", now, zone="gate"))
+    await until(lambda: _nonempty(rig.incidents))
+    rig.bus.publish(TOPIC_RULE_HIT, person_hit("cam2", now, zone="yard"))
+    await until(lambda: _nonempty(rig.incidents))
+    rig.bus.publish(TOPIC_SOURCE_EVENT, SourceEvent(source_id="door9", kind=EventKind.DOOR_FORCED, at=now))
+    await until(lambda: _nonempty(rig.incidents))
+    await asyncio.sleep(0.2)
+    by_source = {(inc["sources"][0]["id"], inc["sources"][0].get("zone")): inc["grid"]
+                 for inc in drain(rig.incidents)}
+    assert by_source == {("cam2", "gate"): "440101",  # the zone's own grid
+                         ("cam2", "yard"): "4401",  # the camera's, found from its location
+                         ("door9", None): "440101"}  # the device's, found from its location
