@@ -6,6 +6,7 @@ in :mod:`hub.config_loader`.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -337,17 +338,11 @@ class HubConfig(Strict):
     @model_validator(mode="after")
     def _references(self) -> HubConfig:
         cam_ids = [c.id for c in self.cameras]
-        dup = {i for i in cam_ids if cam_ids.count(i) > 1}
-        if dup:
-            raise ValueError(f"camera ids must be unique: {sorted(dup)}")
+        if dup := duplicates(cam_ids):
+            raise ValueError(f"camera ids must be unique: {dup}")
         ids = cam_ids + [d.id for d in self.devices] + [s.id for s in self.sources]
-        dup = {i for i in ids if ids.count(i) > 1}
-        if dup:
-            raise ValueError(f"ids must be unique across cameras, devices and sources: {sorted(dup)}")
-        dev_ids = [d.id for d in self.devices]
-        dup = {i for i in dev_ids if dev_ids.count(i) > 1}
-        if dup:
-            raise ValueError(f"device ids must be unique: {sorted(dup)}")
+        if dup := duplicates(ids):
+            raise ValueError(f"ids must be unique across cameras, devices and sources: {dup}")
         known = set(cam_ids)
         locks = {d.id for d in self.devices if d.kind == "smart_lock"}
         for dev in self.devices:
@@ -365,7 +360,7 @@ class HubConfig(Strict):
 
     def _grid_references(self) -> None:
         codes = [g.code for g in self.grids]
-        if dup := sorted({c for c in codes if codes.count(c) > 1}):
+        if dup := duplicates(codes):
             raise ValueError(f"grid codes must be unique: {dup}")
         known = set(codes)
         for g in self.grids:
@@ -400,6 +395,11 @@ class HubConfig(Strict):
                 if missing:
                     raise ValueError(f"source {src.id!r}: device {dev_id!r} links unknown cameras {missing}; "
                                      f"known: {sorted(cameras)}")
+
+
+def duplicates(values: list[str]) -> list[str]:
+    """The values that occur more than once, sorted."""
+    return sorted(v for v, n in Counter(values).items() if n > 1)
 
 
 def parse_camera(item: Any) -> Any:

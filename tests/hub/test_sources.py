@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,18 +19,11 @@ from hub.errors import AdapterAuthError
 from hub.events import EventKind, SourceEvent
 from hub.sources import CameraFeed, SourceSupervisor, run_source
 from streams.backoff import Backoff
+from tests.adapters.mqtt_support import wait_until
 from tests.support.media import make_test_clip
 from tests.support.rtsp import RtspServer
 
 TOKEN = "feed-test-token-77"
-
-
-async def wait_until(cond: Callable[[], bool], within_s: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + within_s
-    while not cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
