@@ -1,4 +1,8 @@
-"""Which alerts raise incidents, of which class, and what "night" is.
+"""Which alerts raise incidents, of which class and department, and what "night" is.
+
+The class comes from ``dispatch.rules`` in the config (first rule naming the kind wins: a day
+class, an optional night class and an optional class when sensor and video evidence fuse); the
+defaults give this table:
 
 Classes (DESIGN.md): ``general`` — the grid worker handles it on the spot;
 ``professional`` — routed to the responsible department; ``emergency`` — both, and the
@@ -25,10 +29,14 @@ other rule hits             general        general         —
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
+from alerts.settings import ClassRule, DispatchSection
 from hub.config import NightHours
+
+DEFAULT_RULES: tuple[ClassRule, ...] = tuple(DispatchSection().rules)
 
 CLASS_RANK = {"general": 0, "professional": 1, "emergency": 2}
 
@@ -53,22 +61,29 @@ TITLES = {
 }
 
 
-def classify(kind: str, *, night: bool, correlated: bool = False) -> str:
-    if kind in ("door_forced", "intrusion_alarm"):
-        return "emergency" if night else "professional"
-    if kind in ("field_detection", "line_crossing"):
-        return "professional" if night else "general"
-    if kind == "video_loss":
-        return "professional"
-    if kind == "door_opened":
-        return "professional" if correlated else "general"
-    if kind == "lock_failed_attempts":
-        return "professional" if night else "general"
-    if kind == "tamper":
-        return "professional"
-    if kind == "fall":
-        return "emergency"
-    return "general"
+def rule_for(kind: str, rules: Sequence[ClassRule] | None = None) -> ClassRule | None:
+    """The first rule naming ``kind`` (or ``*``)."""
+    for rule in rules if rules is not None else DEFAULT_RULES:
+        if kind in rule.kinds or "*" in rule.kinds:
+            return rule
+    return None
+
+
+def classify(kind: str, *, night: bool, correlated: bool = False,
+             rules: Sequence[ClassRule] | None = None) -> str:
+    """The class of an alert of ``kind`` by the rules (``dispatch.rules``; defaults in the table above)."""
+    rule = rule_for(kind, rules)
+    if rule is None:
+        return "general"
+    cls: str = rule.night_class if night and rule.night_class else rule.class_
+    if correlated and rule.fused_class:
+        cls = stronger(cls, rule.fused_class)
+    return cls
+
+
+def department(kind: str, rules: Sequence[ClassRule] | None = None) -> str:
+    rule = rule_for(kind, rules)
+    return rule.department if rule is not None else ""
 
 
 def stronger(a: str, b: str) -> str:

@@ -27,9 +27,20 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from alerts.classification import DEVICE_ALERTS, DOOR_TRIGGERS, classify, is_night, stronger, title
+from alerts.classification import (
+    DEVICE_ALERTS,
+    DOOR_TRIGGERS,
+    classify,
+    department,
+    is_night,
+    stronger,
+    title,
+)
 from alerts.correlation import IncidentIndex, Key, OpenIncident
 from alerts.evidence import EvidenceStore
+from alerts.people import Directory
+from alerts.service import IncidentService
+from alerts.settings import DispatchSection
 from hub.bus import (
     TOPIC_ALERT,
     TOPIC_INCIDENT,
@@ -86,8 +97,13 @@ class AlertEngine:
         timezone: str | None = None,
         settle_s: float = 1.0,
         grids: Mapping[str, str] | None = None,
+        service: IncidentService | None = None,
+        dispatch: DispatchSection | None = None,
     ) -> None:
         self.cfg = cfg
+        self.dispatch = dispatch or (service.cfg if service is not None else DispatchSection())
+        # every transition goes through the service (lifecycle, SLA timers, notices)
+        self.service = service or IncidentService(db, Directory([], []), self.dispatch, bus, mqtt=False)
         # "camera:<id>", "zone:<camera>/<zone>", "device:<id>" -> grid code (explicit or by location;
         # alerts.grids.GridTree.grid_map); without it the configs' own grid fields are used
         self.grids = dict(grids or {})
@@ -230,13 +246,18 @@ class AlertEngine:
                                    grid=trig.grid, incident_id=inc.id, data=trig.data)
 
     async def _open(self, trig: Trigger, night: bool, evidence: list[dict[str, Any]]) -> OpenIncident:
-        inc = OpenIncident(id=new_id(), kind=trig.kind, cls=classify(trig.kind, night=night),
+        rules = self.dispatch.rules
+        inc = OpenIncident(id=new_id(), kind=trig.kind, cls=classify(trig.kind, night=night, rules=rules),
                            opened_at=trig.at, last_seen=trig.at, keys={trig.key},
                            sources=[trig.source], evidence=evidence, captured_at=trig.captured_at)
         self._mark_correlatable(inc, trig)
-        inc.api = await self.db.create_incident(
+        opened = await self.service.open(
             id=inc.id, kind=inc.kind, cls=inc.cls, grid=trig.grid, title=title(trig.kind, trig.where),
-            opened_at=trig.at, sources=inc.sources, evidence=inc.evidence, last_seen=trig.at)
+            department=department(trig.kind, rules), opened_at=trig.at, sources=inc.sources,
+            evidence=inc.evidence, last_seen=trig.at, dedup_keys=[trig.key])
+        assert opened is not None  # no idempotency key: always new
+        opened.pop("history", None)
+        inc.api = opened
         self.index.add(inc)
         self.stats["incidents"] += 1
         if self.metrics is not None:
@@ -265,24 +286,35 @@ class AlertEngine:
             inc.captured_at = trig.captured_at
         fields: dict[str, Any] = {"count": inc.count, "last_seen": inc.last_seen, "sources": inc.sources,
                                   "evidence": inc.evidence}
+        was = inc.cls
+        reasons: list[str] = []
+        rules = self.dispatch.rules
         if correlated:
             door_kind = trig.kind if trig.door_device else inc.kind
             door_name = trig.where if trig.door_device else str(inc.sources[0].get("name", ""))
-            cand = classify(door_kind, night=night, correlated=True)
+            cand = classify(door_kind, night=night, correlated=True, rules=rules)
             # A later, milder door event (the forced door closing and opening again) must not
             # rename an incident a stronger one already named.
             renames = (trig.door_device is None or inc.kind not in DOOR_TRIGGERS
                        or stronger(inc.cls, cand) != inc.cls)
             inc.cls = stronger(inc.cls, cand)
-            fields["cls"] = inc.cls
+            reasons.append(f"fused: {trig.kind} on {trig.source['id']}")
             if renames:
                 inc.kind = door_kind
-                fields.update(kind=inc.kind, title=title(door_kind, door_name) + " · 有人 person seen")
+                fields.update(kind=inc.kind, title=title(door_kind, door_name) + " · 有人 person seen",
+                              department=department(door_kind, rules) or inc.api.get("department", ""))
+        repeat = self.dispatch.repeat
+        if repeat is not None and inc.count >= repeat.count and stronger(inc.cls, repeat.to) != inc.cls:
+            inc.cls = stronger(inc.cls, repeat.to)
+            reasons.append(f"repeated {inc.count} times")
         inc.api = await self.db.update_incident(inc.id, **fields)
         if correlated:
             await self.db.add_history(inc.id, inc.api["state"], action="correlate",
                                       note=f"joined by {trig.kind} on {trig.source['id']}")
             log.info("incident %s: %s on %s correlated (%s)", inc.id, trig.kind, trig.source["id"], inc.cls)
+        if inc.cls != was:
+            inc.api = await self.service.upgrade(inc.id, inc.cls, "; ".join(reasons))
+            inc.api.pop("history", None)
         self.stats["updates"] += 1
         if inc.published:
             self.bus.publish(TOPIC_INCIDENT_UPDATE, inc.api)

@@ -11,18 +11,34 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializeAsAny, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
 
 from adapters.base import AdapterConfig, Capability
 from adapters.camera import CameraBase, Point, ZoneConfig
 from adapters.generic import CameraConfig, SnapshotCameraConfig, infer_camera_kind
 from adapters.registry import adapter_class, parse_config
+from alerts.settings import (
+    GRID_LEVELS,
+    ChannelConfig,
+    DispatchSection,
+    GridConfig,
+    GridLevel,
+    PersonConfig,
+    Role,
+    SilenceConfig,
+)
 
 __all__ = [
+    "GRID_LEVELS",
     "AdapterConfig",
     "CameraBase",
     "CameraConfig",
+    "ChannelConfig",
+    "GridConfig",
+    "GridLevel",
+    "PersonConfig",
     "Point",
+    "Role",
     "SnapshotCameraConfig",
     "ZoneConfig",
 ]
@@ -44,6 +60,9 @@ class HubSection(Strict):
 
 class HttpSection(Strict):
     host: str = Field("127.0.0.1", description="Address the web app binds. Use 0.0.0.0 in containers.")
+    anonymous: Literal["operator", "none"] = Field(
+        "operator", description="Requests without a bearer token act as the control room's operator "
+        "(operator) or are refused with 401 (none). People's tokens are in people: token.")
     port: int = Field(
         8080, ge=0, le=65535, description="Web port (0 = any free port). Override: HUB_HTTP_PORT."
     )
@@ -220,52 +239,6 @@ class DeviceConfig(Strict):
     )
 
 
-GridLevel = Literal["district", "street", "community", "grid", "micro_grid"]
-GRID_LEVELS: tuple[str, ...] = ("district", "street", "community", "grid", "micro_grid")
-Role = Literal["grid_worker", "grid_leader", "patrol", "department", "duty_leader", "operator"]
-
-
-class GridConfig(Strict):
-    """One node of the grid hierarchy (区 > 街道 > 社区 > 网格 > 微网格)."""
-
-    code: str = Field(..., pattern=r"^[0-9A-Za-z_.-]+$", description="Grid code (GB/T 2260 + suffixes).")
-    name: str = Field("", description="Display name.")
-    level: GridLevel = Field(..., description="district | street | community | grid | micro_grid.")
-    parent: str | None = Field(None, description="Code of the enclosing grid (only districts have none).")
-    polygon: list[Point] | None = Field(
-        None, min_length=3, description="Boundary as GeoJSON ring coordinates [[lon, lat], ...] (optional)."
-    )
-    overlaps: list[str] = Field(
-        default_factory=list, description="Grid codes whose area this grid may overlap (otherwise an error)."
-    )
-
-
-class ChannelConfig(Strict):
-    type: Literal["ws", "mqtt", "webhook", "wecom", "dingtalk", "feishu"] = Field(
-        ..., description="ws (patrol page/dashboard), mqtt, webhook (JSON + HMAC), or a group robot."
-    )
-    url: str | None = Field(None, description="webhook / robot URL.")
-    secret: SecretStr | None = Field(None, description="HMAC or robot signing secret (never logged).")
-
-    @model_validator(mode="after")
-    def _needs_url(self) -> ChannelConfig:
-        if self.type in ("webhook", "wecom", "dingtalk", "feishu") and not self.url:
-            raise ValueError(f"a {self.type} channel needs url")
-        return self
-
-
-class PersonConfig(Strict):
-    """A grid worker, patrol member, department contact, duty leader or operator (or a team)."""
-
-    id: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Stable id.")
-    name: str = Field("", description="Display name.")
-    roles: list[Role] = Field(..., min_length=1, description="What the person does (DESIGN.md roles).")
-    grids: list[str] = Field(default_factory=list, description="Grid codes served (their subtrees too).")
-    department: str = Field("", description="department role: e.g. 城管, 消防, 公安, 生态环境.")
-    phone: str = Field("", description="Shown to operators.")
-    channels: list[ChannelConfig] = Field(default_factory=list, description="How tasks reach them.")
-
-
 class NightHours(Strict):
     start: str = Field("22:00", pattern=r"^\d{2}:\d{2}$", description="Night starts (local time).")
     end: str = Field("06:00", pattern=r"^\d{2}:\d{2}$", description="Night ends (local time).")
@@ -296,6 +269,9 @@ class DemoSection(Strict):
         "publishing in the format their mapping rules describe (the hub decodes it from config alone).",
     )
     force_night: bool = Field(True, description="Treat every hour as night (so the demo shows night rules).")
+    patrol: bool = Field(
+        False, description="Simulate a patrol member (the first patrol person with a token) taking tasks "
+        "through the API, and the control room (first operator with a token) closing them after 回访.")
 
 
 class HubConfig(Strict):
@@ -324,6 +300,8 @@ class HubConfig(Strict):
         description="The grid hierarchy. When given, every grid code used elsewhere must be one of these.",
     )
     people: list[PersonConfig] = Field(default_factory=list, description="People and teams by role.")
+    dispatch: DispatchSection = Field(default_factory=DispatchSection, description="Classes, SLAs, delivery.")
+    silences: list[SilenceConfig] = Field(default_factory=list, description="Maintenance windows.")
 
     @field_validator("cameras", mode="before")
     @classmethod
@@ -367,9 +345,17 @@ class HubConfig(Strict):
             for ref in [g.parent, *g.overlaps]:
                 if ref is not None and ref not in known:
                     raise ValueError(f"grid {g.code!r} names unknown grid {ref!r}")
+        if dup := duplicates([p.id for p in self.people]):
+            raise ValueError(f"person ids must be unique: {dup}")
+        tokens = [p.token.get_secret_value() for p in self.people if p.token is not None]
+        if len(set(tokens)) != len(tokens):
+            raise ValueError("two people share an API token; give each person their own")
         for person in self.people:
             if unknown := [c for c in person.grids if c not in known]:
                 raise ValueError(f"person {person.id!r} serves unknown grids {unknown}")
+        for silence in self.silences:
+            if silence.grid is not None and known and silence.grid not in known:
+                raise ValueError(f"silence names unknown grid {silence.grid!r}")
         if not known:
             return  # no hierarchy configured: grid codes are free-form labels
         used = [(f"camera {c.id!r}", c.grid) for c in self.cameras]

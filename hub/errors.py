@@ -94,13 +94,22 @@ class EmbeddedServiceError(HubError):
 class InvalidTransition(HubError):
     """An incident action is not allowed from the incident's current state (HTTP 409)."""
 
-    def __init__(self, incident_id: str, state: str, action: str, allowed: tuple[str, ...] = ()) -> None:
+    def __init__(self, incident_id: str, state: str, action: str, allowed: tuple[str, ...] = (), *,
+                 reason: str | None = None) -> None:
         self.incident_id = incident_id
         self.state = state
         self.action = action
         self.allowed = allowed
+        self.reason = reason
+        if reason is not None:
+            super().__init__(f"incident {incident_id}: cannot {action!r}: {reason}")
+            return
         hint = f"; allowed from {state!r}: {', '.join(allowed)}" if allowed else "; no action allowed"
         super().__init__(f"incident {incident_id}: cannot {action!r} while {state!r}{hint}")
+
+
+class Forbidden(HubError, PermissionError):
+    """The caller's role or grids do not allow this (HTTP 403)."""
 
 
 class IncidentNotFound(HubError, LookupError):
@@ -109,3 +118,18 @@ class IncidentNotFound(HubError, LookupError):
     def __init__(self, incident_id: str) -> None:
         self.incident_id = incident_id
         super().__init__(f"no incident {incident_id!r}")
+
+
+class DeliveryError(HubError):
+    """A notice could not be delivered on a channel.
+
+    ``retryable`` False means a retry cannot help (HTTP 4xx, bad signature): dead-letter it now.
+    ``retry_after_s`` is the peer's own hint (HTTP ``Retry-After``), when it gave one.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True, retry_after_s: float | None = None,
+                 status: int | None = None) -> None:
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+        self.status = status
+        super().__init__(message)

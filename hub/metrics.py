@@ -38,3 +38,9 @@ class Metrics:
         self.mqtt_messages = Counter("hub_mqtt_messages_total", "MQTT messages received", ["result"],
                                      registry=r)
         self.db_writes = Counter("hub_db_writes_total", "Rows written", ["table"], registry=r)
+        self.deliveries = Counter("hub_deliveries_total", "Notice deliveries by outcome",
+                                  ["channel", "outcome"], registry=r)
+        self.transitions = Counter("hub_incident_transitions_total", "Incident transitions", ["action"],
+                                   registry=r)
+        self.kpi = Gauge("hub_kpi", "Closed-loop KPIs per grid for today (local time)", ["grid", "kpi"],
+                         registry=r)

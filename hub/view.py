@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +15,8 @@ from hub.state import LiveState
 
 if TYPE_CHECKING:
     from adapters.mqtt_devices import DeviceHub
+    from alerts.people import Caller
+    from alerts.service import IncidentService
     from detectors.analyzer import Analyzer
     from detectors.detections import Detections
     from hub.sources import CameraFeed, SourceSupervisor
@@ -42,6 +44,8 @@ class RuntimeView:
         components: dict[str, str],
         source_devices: dict[str, dict[str, Any]] | None = None,
         supervisors: Mapping[str, SourceSupervisor] | None = None,
+        *,
+        service: IncidentService | None = None,
     ) -> None:
         self.cfg = cfg
         self.bus = bus
@@ -55,6 +59,11 @@ class RuntimeView:
         self.components = components
         self.source_devices = source_devices if source_devices is not None else {}
         self.supervisors = supervisors or {}
+        from alerts.people import Directory
+        from alerts.service import IncidentService
+
+        self.directory = service.directory if service is not None else Directory(cfg.people, cfg.grids)
+        self.service = service or IncidentService(db, self.directory, cfg.dispatch, bus, mqtt=False)
 
     def health(self) -> dict[str, Any]:
         comps: dict[str, Any] = dict(self.components)
@@ -103,5 +112,52 @@ class RuntimeView:
     async def get_incident(self, incident_id: str) -> dict[str, Any] | None:
         return await self.db.get_incident(incident_id)
 
-    async def incident_action(self, incident_id: str, action: str, note: str, actor: str) -> dict[str, Any]:
-        return await self.db.incident_action(incident_id, action, note, actor)
+    def caller(self, token: str | None) -> Caller | None:
+        from alerts.people import CONTROL_ROOM
+
+        if token is None:
+            return CONTROL_ROOM if self.cfg.http.anonymous == "operator" else None
+        return self.directory.caller_for_token(token)
+
+    def can_see(self, caller: Caller, incident: dict[str, Any]) -> bool:
+        return self.directory.can_see(caller, incident)
+
+    async def incident_action(self, incident_id: str, action: str, caller: Caller, *, note: str = "",
+                              satisfaction: str | None = None,
+                              attachments: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+        return await self.service.act(incident_id, action, caller, note=note, satisfaction=satisfaction,
+                                      attachments=attachments)
+
+    async def dispatch_jobs(self, state: str | None, incident_id: str | None,
+                            limit: int) -> list[dict[str, Any]]:
+        from hub.storage import dispatch
+
+        async with self.db.pool.connection() as conn:
+            return await dispatch.list_jobs(conn, state=state, incident_id=incident_id, limit=limit)
+
+    async def dispatch_stats(self) -> dict[str, int]:
+        from hub.storage import dispatch
+
+        async with self.db.pool.connection() as conn:
+            return await dispatch.stats(conn)
+
+    async def kpis(self, since: datetime | None, until: datetime | None,
+                   grid: str | None) -> list[dict[str, Any]]:
+        from datetime import UTC, timedelta
+
+        from alerts.kpis import daily_kpis, local_day
+
+        now = datetime.now(UTC)
+        start, end = local_day(self.cfg.hub.timezone, now)
+        async with self.db.pool.connection() as conn:
+            return await daily_kpis(conn, since=since or start - timedelta(days=6), until=until or end,
+                                    tz=self.cfg.hub.timezone, grid=grid)
+
+    async def retry_dead(self, job_id: int) -> bool:
+        from hub.storage import dispatch
+
+        async with self.db.pool.connection() as conn:
+            done = await dispatch.requeue_dead(conn, job_id)
+        if done and self.service.on_queued is not None:
+            self.service.on_queued()
+        return done

@@ -37,6 +37,6 @@ $PIP install -q --no-deps -e examples/acme-gate
 if $PIP show -q opencv-python >/dev/null 2>&1; then
   step "removing opencv-python (clashes with opencv-python-headless)"
   $PIP uninstall -y -q opencv-python
-  $PIP install -q --force-reinstall --no-deps "opencv-python-headless>=4.10"
+  $PIP install -q --force-reinstall --no-deps "opencv-python-headless>=4.10,<5.1"
 fi
 step "python environment ready: $VENV"

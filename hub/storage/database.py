@@ -184,7 +184,3 @@ class Database:
 
     async def get_incident(self, incident_id: str) -> dict[str, Any] | None:
         return await incidents.get(self.pool, incident_id)
-
-    async def incident_action(self, incident_id: str, action: str, note: str = "",
-                              actor: str = "operator") -> dict[str, Any]:
-        return await incidents.action(self.pool, incident_id, action, note, actor)

@@ -12,15 +12,15 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from hub.errors import IncidentNotFound
-from hub.storage import transitions
-from hub.storage.rows import INCIDENT_COLUMNS, history_dict, incident_dict, ts
+from hub.storage.rows import HISTORY_COLUMNS, INCIDENT_COLUMNS, history_dict, incident_dict, ts
 
 Pool = AsyncConnectionPool[psycopg.AsyncConnection[Any]]
 Conn = psycopg.AsyncConnection[Any]
 
 _SELECT: LiteralString = "SELECT " + INCIDENT_COLUMNS + " FROM incidents"
 
-_UPDATABLE = ("class", "state", "grid", "title", "kind", "sources", "evidence", "count", "last_seen")
+_UPDATABLE = ("class", "state", "grid", "title", "kind", "sources", "evidence", "count", "last_seen",
+              "department", "dedup_keys")
 
 
 async def add_history(conn: Conn, incident_id: str, state: str, *, actor: str = "system", note: str = "",
@@ -32,27 +32,45 @@ async def add_history(conn: Conn, incident_id: str, state: str, *, actor: str = 
     )
 
 
-async def create(pool: Pool, *, id: str, kind: str, cls: str = "general", grid: str | None = None,
+async def insert(conn: Conn, *, id: str, kind: str, cls: str = "general", grid: str | None = None,
                  title: str = "", opened_at: float | datetime | None = None,
                  sources: Sequence[dict[str, Any]] = (), evidence: Sequence[dict[str, Any]] = (),
                  count: int = 1, last_seen: float | datetime | None = None, actor: str = "system",
-                 note: str = "") -> dict[str, Any]:
-    """Insert an incident in state ``received`` and its first history row, in one transaction."""
+                 note: str = "", department: str = "", dedup_keys: Sequence[Sequence[Any]] = (),
+                 idem_key: str | None = None) -> dict[str, Any] | None:
+    """Insert an incident in state ``received`` with its first history row (inside the caller's
+    transaction); returns the raw row. With ``idem_key``, a second insert with the same key returns None."""
     opened = ts(opened_at) if opened_at is not None else None
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "INSERT INTO incidents (id, class, state, grid, title, kind, opened_at, updated_at, sources, "
+        "evidence, count, last_seen, department, dedup_keys, idem_key) VALUES (%(id)s, %(cls)s, 'received', "
+        "%(grid)s, %(title)s, %(kind)s, COALESCE(%(opened)s, now()), COALESCE(%(opened)s, now()), "
+        "%(sources)s, "
+        "%(evidence)s, %(count)s, COALESCE(%(last_seen)s, %(opened)s, now()), %(department)s, %(keys)s, "
+        "%(idem)s) ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL DO NOTHING "
+        "RETURNING " + INCIDENT_COLUMNS,
+        {"id": id, "cls": cls, "grid": grid, "title": title, "kind": kind, "opened": opened,
+         "sources": Jsonb(list(sources)), "evidence": Jsonb(list(evidence)), "count": count,
+         "last_seen": ts(last_seen) if last_seen is not None else None, "department": department,
+         "keys": Jsonb([list(k) for k in dedup_keys]), "idem": idem_key},
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    await conn.execute(
+        "INSERT INTO incident_history (incident_id, state, action, actor, at, note) "
+        "VALUES (%s, 'received', 'open', %s, %s, %s)",
+        (id, actor, row["opened_at"], note or title))
+    return row
+
+
+async def create(pool: Pool, **fields: Any) -> dict[str, Any]:
+    """:func:`insert` in its own transaction."""
     async with pool.connection() as conn, conn.transaction():
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(
-            "INSERT INTO incidents (id, class, state, grid, title, kind, opened_at, updated_at, sources, "
-            "evidence, count, last_seen) VALUES (%(id)s, %(cls)s, 'received', %(grid)s, %(title)s, %(kind)s, "
-            "COALESCE(%(opened)s, now()), now(), %(sources)s, %(evidence)s, %(count)s, "
-            "COALESCE(%(last_seen)s, %(opened)s, now())) RETURNING " + INCIDENT_COLUMNS,
-            {"id": id, "cls": cls, "grid": grid, "title": title, "kind": kind, "opened": opened,
-             "sources": Jsonb(list(sources)), "evidence": Jsonb(list(evidence)), "count": count,
-             "last_seen": ts(last_seen) if last_seen is not None else None},
-        )
-        row = await cur.fetchone()
-        assert row is not None
-        await add_history(conn, id, "received", actor=actor, note=note or title, action="open")
+        row = await insert(conn, **fields)
+    if row is None:
+        raise ValueError(f"an incident with idem_key {fields.get('idem_key')!r} exists")
     return incident_dict(row)
 
 
@@ -71,6 +89,8 @@ async def update(pool: Pool, incident_id: str, **fields: Any) -> dict[str, Any]:
             value = fields[name]
             if name in ("sources", "evidence"):
                 value = Jsonb(list(value))
+            elif name == "dedup_keys":
+                value = Jsonb([list(k) for k in value])
             elif name == "last_seen":
                 value = ts(value)
             values[name] = value
@@ -93,6 +113,7 @@ _SET: dict[str, LiteralString] = {
     "title": "title = %(title)s", "kind": "kind = %(kind)s", "sources": "sources = %(sources)s",
     "evidence": "evidence = %(evidence)s",
     "count": "count = %(count)s", "last_seen": "last_seen = %(last_seen)s",
+    "department": "department = %(department)s", "dedup_keys": "dedup_keys = %(dedup_keys)s",
 }
 
 
@@ -123,8 +144,8 @@ async def list_(pool: Pool, *, state: str | None = None, grid: str | None = None
 
 async def _history(conn: Conn, incident_id: str) -> list[dict[str, Any]]:
     cur = conn.cursor(row_factory=dict_row)
-    await cur.execute("SELECT state, action, actor, at, note FROM incident_history WHERE incident_id = %s "
-                      "ORDER BY at, id", (incident_id,))
+    await cur.execute("SELECT " + HISTORY_COLUMNS + " FROM incident_history WHERE incident_id = %s "
+                      "ORDER BY id", (incident_id,))
     return [history_dict(r) for r in await cur.fetchall()]
 
 
@@ -140,19 +161,45 @@ async def get(pool: Pool, incident_id: str) -> dict[str, Any] | None:
     return out
 
 
-async def action(pool: Pool, incident_id: str, action: str, note: str = "",
-                 actor: str = "operator") -> dict[str, Any]:
-    """Apply an operator action (see :mod:`hub.storage.transitions`); returns the incident with history."""
-    async with pool.connection() as conn, conn.transaction():
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute("SELECT state FROM incidents WHERE id = %s FOR UPDATE", (incident_id,))
-        row = await cur.fetchone()
-        if row is None:
-            raise IncidentNotFound(incident_id)
-        new_state = transitions.next_state(incident_id, row["state"], action)
-        await conn.execute("UPDATE incidents SET state = %s, updated_at = now() WHERE id = %s",
-                           (new_state, incident_id))
-        await add_history(conn, incident_id, new_state, actor=actor, note=note, action=action)
-    got = await get(pool, incident_id)
-    assert got is not None
-    return got
+async def lock(conn: Conn, incident_id: str) -> dict[str, Any]:
+    """The raw incident row (datetimes, ``class``), locked for this transaction (``FOR UPDATE``)."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(_SELECT + " WHERE id = %s FOR UPDATE", (incident_id,))
+    row = await cur.fetchone()
+    if row is None:
+        raise IncidentNotFound(incident_id)
+    return row
+
+
+#: Columns a lifecycle step may set (names are literals: never built from caller strings).
+_STEP_COLUMNS: dict[str, LiteralString] = {
+    name: name for name in ("level", "overdue", "dispatched_at", "accepted_at", "arrived_at", "resolved_at",
+                            "closed_at", "supervised_at", "assignee", "satisfaction", "false_alarm_reason",
+                            "accept_due", "resolve_due")
+}
+
+
+async def record(conn: Conn, incident_id: str, *, action: str, from_state: str, state: str, level: int,
+                 at: datetime, actor: str = "system", note: str = "", set_now: Sequence[str] = (),
+                 set_values: dict[str, Any] | None = None,
+                 attachments: Sequence[dict[str, Any]] = ()) -> int:
+    """Apply one transition to a locked incident and store it in the history; returns the history id."""
+    unknown = (set(set_now) | set(set_values or {})) - set(_STEP_COLUMNS)
+    if unknown:
+        raise ValueError(f"a step cannot set {sorted(unknown)}")
+    values: dict[str, Any] = {"id": incident_id, "state": state, "at": at}
+    sql: LiteralString = "UPDATE incidents SET state = %(state)s, updated_at = %(at)s"
+    for name, column in _STEP_COLUMNS.items():
+        if name in set_now:
+            sql += ", " + column + " = %(at)s"
+        elif set_values is not None and name in set_values:
+            sql += ", " + column + " = %(" + column + ")s"
+            values[name] = set_values[name]
+    await conn.execute(sql + " WHERE id = %(id)s", values)
+    cur = await conn.execute(
+        "INSERT INTO incident_history (incident_id, state, from_state, action, actor, at, note, level, "
+        "attachments) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (incident_id, state, from_state, action, actor, at, note, level, Jsonb(list(attachments))))
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])

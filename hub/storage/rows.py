@@ -10,8 +10,11 @@ from psycopg.types.json import Jsonb
 from hub.events import RuleHit, SourceEvent
 
 INCIDENT_COLUMNS: LiteralString = (
-    "id, class, state, grid, title, kind, opened_at, updated_at, sources, evidence, count, last_seen"
+    "id, class, state, grid, title, kind, opened_at, updated_at, sources, evidence, count, last_seen, "
+    "department, level, overdue, dispatched_at, accepted_at, arrived_at, resolved_at, closed_at, "
+    "supervised_at, assignee, satisfaction, false_alarm_reason, accept_due, resolve_due, dedup_keys"
 )
+HISTORY_COLUMNS: LiteralString = "id, state, from_state, action, actor, at, note, level, attachments"
 
 
 def ts(value: float | datetime | str) -> datetime:
@@ -71,9 +74,24 @@ def incident_dict(row: dict[str, Any]) -> dict[str, Any]:
         "count": row["count"],
         "sources": list(row["sources"] or []),
         "evidence": list(row["evidence"] or []),
+        "department": row["department"],
+        "level": row["level"],
+        "overdue": row["overdue"],
+        "dispatched_at": iso(row["dispatched_at"]),
+        "accepted_at": iso(row["accepted_at"]),
+        "arrived_at": iso(row["arrived_at"]),
+        "resolved_at": iso(row["resolved_at"]),
+        "closed_at": iso(row["closed_at"]),
+        "supervised_at": iso(row["supervised_at"]),
+        "assignee": row["assignee"],
+        "satisfaction": row["satisfaction"],
+        "false_alarm_reason": row["false_alarm_reason"],
+        "accept_due": iso(row["accept_due"]),
+        "resolve_due": iso(row["resolve_due"]),
     }
 
 
 def history_dict(row: dict[str, Any]) -> dict[str, Any]:
-    return {"state": row["state"], "action": row["action"], "actor": row["actor"], "at": iso(row["at"]),
-            "note": row["note"]}
+    return {"id": row["id"], "state": row["state"], "from": row["from_state"], "action": row["action"],
+            "actor": row["actor"], "at": iso(row["at"]), "note": row["note"], "level": row["level"],
+            "attachments": list(row["attachments"] or [])}

@@ -10,7 +10,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 
-from hub.errors import InvalidTransition
+from alerts.lifecycle import SATISFACTION
+from hub.errors import Forbidden, InvalidTransition
+from hub.web.auth import Unauthorized, caller_of, unauthorized
 from hub.web.jsonio import json_error, json_ok
 from hub.web.keys import VIEW
 from hub.web.view import INCIDENT_ACTIONS, INCIDENT_CLASSES, INCIDENT_STATES
@@ -111,15 +113,23 @@ async def list_incidents(request: web.Request) -> web.Response:
     except BadQuery as exc:
         return json_error(400, f"invalid query parameter '{exc.param}'", str(exc))
     grid = request.query.get("grid", "").strip() or None
+    try:
+        caller = caller_of(request)
+    except Unauthorized as exc:
+        return unauthorized(exc)
     items = await view.list_incidents(state, grid, cls, since, limit)
-    return json_ok(items)
+    return json_ok([i for i in items if view.can_see(caller, i)])
 
 
 @routes.get("/api/incidents/{incident_id}")
 async def get_incident(request: web.Request) -> web.Response:
     incident_id = request.match_info["incident_id"]
+    try:
+        caller = caller_of(request)
+    except Unauthorized as exc:
+        return unauthorized(exc)
     item = await request.app[VIEW].get_incident(incident_id)
-    if item is None:
+    if item is None or not request.app[VIEW].can_see(caller, item):  # another grid's: as if absent
         return json_error(404, "incident not found", {"id": incident_id})
     return json_ok(item)
 
@@ -139,20 +149,52 @@ async def incident_action(request: web.Request) -> web.Response:
     if action not in INCIDENT_ACTIONS:
         return json_error(400, "unknown action", {"action": action, "allowed": list(INCIDENT_ACTIONS)})
     note = body.get("note", "")
-    actor = body.get("actor", "operator")
     if not isinstance(note, str) or len(note) > MAX_NOTE:
         return json_error(400, "note must be a string", {"max_length": MAX_NOTE})
-    if not isinstance(actor, str) or not actor.strip() or len(actor) > 200:
+    satisfaction = body.get("satisfaction")
+    if satisfaction is not None and satisfaction not in SATISFACTION:
+        return json_error(400, "unknown satisfaction", {"allowed": list(SATISFACTION)})
+    attachments = body.get("attachments", [])
+    if not _attachments_ok(attachments):
+        return json_error(400, "attachments must be a list of {kind, url} with urls under /evidence/",
+                          {"max": MAX_ATTACHMENTS})
+    actor = body.get("actor")
+    if actor is not None and (not isinstance(actor, str) or not actor.strip() or len(actor) > 200):
         return json_error(400, "actor must be a non-empty string")
-    if await view.get_incident(incident_id) is None:
+    try:
+        caller = caller_of(request, actor)
+    except Unauthorized as exc:
+        return unauthorized(exc)
+    found = await view.get_incident(incident_id)
+    if found is None or not view.can_see(caller, found):
         return json_error(404, "incident not found", {"id": incident_id})
     try:
-        updated = await view.incident_action(incident_id, str(action), note, actor.strip())
+        updated = await view.incident_action(incident_id, str(action), caller, note=note,
+                                             satisfaction=satisfaction, attachments=attachments)
     except InvalidTransition as exc:
         return json_error(409, "action not allowed in the incident's current state",
                           {"id": incident_id, "action": action, "reason": str(exc),
                            "state": exc.state, "allowed": list(exc.allowed)})
+    except Forbidden as exc:
+        return json_error(403, "not allowed for your role or grids", {"id": incident_id, "reason": str(exc)})
     except LookupError:
         return json_error(404, "incident not found", {"id": incident_id})
-    log.info("incident %s: %s by %s", incident_id, action, actor)
+    log.info("incident %s: %s by %s", incident_id, action, caller.id)
     return json_ok(updated)
+
+
+MAX_ATTACHMENTS = 10
+
+
+def _attachments_ok(value: object) -> bool:
+    if not isinstance(value, list) or len(value) > MAX_ATTACHMENTS:
+        return False
+    for item in value:
+        if not isinstance(item, dict) or set(item) - {"kind", "url", "name"}:
+            return False
+        url = item.get("url")
+        if not isinstance(url, str) or not url.startswith("/evidence/") or ".." in url:
+            return False
+        if not isinstance(item.get("kind", "photo"), str):
+            return False
+    return True

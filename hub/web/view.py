@@ -7,11 +7,13 @@ in-memory view in tests).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from alerts.people import Caller
     from detectors.detections import Detections
     from hub.bus import Bus
     from hub.config import HubConfig
@@ -70,10 +72,40 @@ class HubView(Protocol):
         """One incident with ``history``, or ``None``."""
         ...
 
-    async def incident_action(self, incident_id: str, action: str, note: str, actor: str) -> dict[str, Any]:
+    def caller(self, token: str | None) -> Caller | None:
+        """Who is calling: the person owning ``token``; without one, the control room (or None when
+        ``http.anonymous`` is ``none``); an unknown token is None."""
+        ...
+
+    def can_see(self, caller: Caller, incident: dict[str, Any]) -> bool:
+        """True if the incident is in the caller's grids (or department)."""
+        ...
+
+    async def incident_action(self, incident_id: str, action: str, caller: Caller, *, note: str = "",
+                              satisfaction: str | None = None,
+                              attachments: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
         """Apply an action and return the updated incident.
 
         Raises :class:`hub.errors.InvalidTransition` when the action is illegal in the current
-        state and ``LookupError`` (e.g. ``KeyError``) when the incident does not exist.
+        state, :class:`hub.errors.Forbidden` when the caller's role or grids do not allow it, and
+        ``LookupError`` (e.g. ``KeyError``) when the incident does not exist.
         """
+        ...
+
+    async def dispatch_jobs(self, state: str | None, incident_id: str | None,
+                            limit: int) -> list[dict[str, Any]]:
+        """Delivery jobs (newest first), e.g. the dead-letter list (``state="dead"``)."""
+        ...
+
+    async def dispatch_stats(self) -> dict[str, int]:
+        """Jobs per state: pending, done, dead."""
+        ...
+
+    async def kpis(self, since: datetime | None, until: datetime | None,
+                   grid: str | None) -> list[dict[str, Any]]:
+        """KPIs per grid and local day (``alerts.kpis.daily_kpis``); default the last 7 days."""
+        ...
+
+    async def retry_dead(self, job_id: int) -> bool:
+        """Move a dead job back to the queue; False if there is no such dead job."""
         ...

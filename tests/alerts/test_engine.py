@@ -115,7 +115,7 @@ async def test_door_forced_and_person_on_linked_camera_make_one_incident(
     assert {(s["type"], s["id"]) for s in inc["sources"]} == {("camera", "cam1"), ("device", "door1")}
     assert inc["class"] == "emergency"  # forced door at night (force_night)
     assert inc["kind"] == "door_forced"
-    assert inc["state"] == "received"
+    assert inc["state"] == "dispatched"  # registered, classified and routed at once
     assert inc["grid"] == "440106001"
     snaps = [e for e in inc["evidence"] if e["kind"] == "snapshot"]
     assert snaps
@@ -130,7 +130,8 @@ async def test_door_forced_and_person_on_linked_camera_make_one_incident(
     assert await rows(pg_url, "SELECT count(*) FROM rule_hits") == [(1,)]
     full = await rig.db.get_incident(inc["id"])
     assert full is not None
-    assert [h["action"] for h in full["history"]] == ["open", "correlate"]
+    upgraded = [] if door_first else ["upgrade"]  # the person opened it as general; the door raises it
+    assert [h["action"] for h in full["history"]] == ["open", "classify", "dispatch", "correlate", *upgraded]
     assert rig.metrics.incidents.labels(kind=inc["kind"] if door_first else "intrusion")._value.get() == 1
     assert rig.metrics.latency._sum.get() > 0
 

@@ -150,7 +150,7 @@ def _field_names(model: type, seen: set[type] | None = None) -> set[str]:
     seen = seen or set()
     names: set[str] = set()
     for name, field in model.model_fields.items():  # type: ignore[attr-defined]
-        names.add(name)
+        names.add(field.alias or name)
         args = [field.annotation, *getattr(field.annotation, "__args__", ())]
         for arg in args:
             for sub in [arg, *getattr(arg, "__args__", ())]:

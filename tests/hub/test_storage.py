@@ -8,7 +8,7 @@ import time
 import psycopg
 import pytest
 
-from hub.errors import IncidentNotFound, InvalidTransition
+from hub.errors import IncidentNotFound
 from hub.events import EventKind, RuleHit, SourceEvent
 from hub.metrics import Metrics
 from hub.storage import Database
@@ -35,12 +35,12 @@ def _hit(camera: str = "cam1", at: float | None = None) -> RuleHit:
 async def test_migrations_apply_once_and_concurrently(pg_url: str) -> None:
     async with Database(pg_url, migrate=False) as a, Database(pg_url, migrate=False) as b:
         first, second = await asyncio.gather(a.migrate(), b.migrate())
-        assert sorted([first, second]) == [[], [1]]  # exactly one of them applied 001
+        assert sorted([first, second]) == [[], [1, 2]]  # exactly one of them applied 001 and 002
         assert await a.migrate() == []
         assert a.timescale is False  # no TimescaleDB build on this server
     async with await psycopg.AsyncConnection.connect(pg_url) as conn:
         cur = await conn.execute("SELECT version, name FROM schema_migrations ORDER BY version")
-        assert await cur.fetchall() == [(1, "initial")]
+        assert await cur.fetchall() == [(1, "initial"), (2, "dispatch")]
         cur = await conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
                                  "AND indexname LIKE '%%_brin'")
         brin = {r[0] for r in await cur.fetchall()}
@@ -89,7 +89,7 @@ async def test_incident_list_filters_and_shape(pg_url: str) -> None:
                                  opened_at=t0 + 10)
         await db.create_incident(id="i3", kind="tamper", cls="professional", grid="g1", title="Tamper",
                                  opened_at=t0 + 20)
-        await db.incident_action("i3", "accept", note="on my way", actor="worker1")
+        await db.update_incident("i3", state="accepted")
 
         all_ = await db.list_incidents()
         assert [i["id"] for i in all_] == ["i3", "i2", "i1"]  # newest first
@@ -110,35 +110,6 @@ async def test_incident_list_filters_and_shape(pg_url: str) -> None:
         future = time.time() + 3600
         assert await db.list_incidents(since=future) == []
         assert len(await db.list_incidents(since=t0 - 1)) == 3
-
-
-async def test_actions_history_and_illegal_transition(pg_url: str) -> None:
-    async with Database(pg_url) as db:
-        await db.create_incident(id="inc", kind="door_forced", grid="g1", title="Door forced at east gate")
-        for action, state in [("accept", "accepted"), ("arrive", "accepted"), ("resolve", "resolved"),
-                              ("close", "closed"), ("reopen", "received"), ("false_alarm", "false_alarm")]:
-            got = await db.incident_action("inc", action, note=f"note {action}", actor="w1")
-            assert got["state"] == state
-        with pytest.raises(InvalidTransition) as err:
-            await db.incident_action("inc", "resolve", actor="w1")
-        assert err.value.state == "false_alarm"
-        assert err.value.allowed == ("reopen",)
-        with pytest.raises(InvalidTransition):
-            await db.incident_action("inc", "explode")
-        with pytest.raises(IncidentNotFound):
-            await db.incident_action("nope", "accept")
-
-        full = await db.get_incident("inc")
-        assert full is not None
-        hist = full["history"]
-        assert [h["state"] for h in hist] == ["received", "accepted", "accepted", "resolved", "closed",
-                                             "received", "false_alarm"]
-        assert [h["action"] for h in hist][1:] == ["accept", "arrive", "resolve", "close", "reopen",
-                                                   "false_alarm"]
-        assert hist[1]["actor"] == "w1"
-        assert hist[1]["note"] == "note accept"
-        assert full["state"] == "false_alarm"  # the failed action changed nothing
-        assert await db.get_incident("nope") is None
 
 
 async def test_update_incident_and_alert_rows(pg_url: str) -> None:

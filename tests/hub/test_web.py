@@ -15,7 +15,7 @@ import importlib.util
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,10 +29,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
+from alerts import lifecycle
+from alerts.people import CONTROL_ROOM, Caller
 from detectors.detections import Detections
 from hub.bus import Bus
 from hub.config import CameraConfig, DeviceConfig, HttpSection, HubConfig, ZoneConfig
-from hub.errors import IncidentNotFound, InvalidTransition
+from hub.errors import IncidentNotFound
 from hub.metrics import Metrics
 from hub.web import create_app
 from hub.web.api import parse_since
@@ -98,16 +100,6 @@ def scene() -> Scene:
 
 # --------------------------------------------------------------------------- in-memory runtime
 
-_NEXT = {
-    "accept": ({"received", "classified", "dispatched", "supervised"}, "accepted"),
-    "arrive": ({"accepted", "supervised"}, "accepted"),
-    "resolve": ({"accepted", "supervised"}, "resolved"),
-    "close": ({"resolved"}, "closed"),
-    "reopen": ({"resolved", "closed", "false_alarm"}, "received"),
-    "false_alarm": ({"received", "classified", "dispatched", "accepted", "supervised"}, "false_alarm"),
-}
-
-
 @dataclass
 class MemoryView:
     """Stands in for hub.view.RuntimeView. Camera dicts deliberately carry the raw URL so the
@@ -154,19 +146,39 @@ class MemoryView:
     async def get_incident(self, incident_id: str) -> dict[str, Any] | None:
         return self.incidents.get(incident_id)
 
-    async def incident_action(self, incident_id: str, action: str, note: str, actor: str) -> dict[str, Any]:
+    def caller(self, token: str | None) -> Caller | None:
+        return CONTROL_ROOM if token is None else None
+
+    def can_see(self, caller: Caller, incident: dict[str, Any]) -> bool:
+        return True
+
+    async def incident_action(self, incident_id: str, action: str, caller: Caller, *, note: str = "",
+                              satisfaction: str | None = None,
+                              attachments: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
         inc = self.incidents.get(incident_id)
         if inc is None:
             raise IncidentNotFound(incident_id)
-        sources, target = _NEXT[action]
-        if inc["state"] not in sources:
-            allowed = tuple(a for a, (src, _) in _NEXT.items() if inc["state"] in src)
-            raise InvalidTransition(incident_id, inc["state"], action, allowed)
+        snap = lifecycle.Snapshot(incident_id, inc["state"], inc["state"] == "accepted", 0)
+        step = lifecycle.apply(snap, action, satisfaction=satisfaction, note=note)  # the hub's own machine
         now = time.time()
-        inc["state"], inc["updated_at"] = target, now
-        inc["history"].append({"state": target, "actor": actor, "at": now, "note": note})
+        inc["state"], inc["updated_at"] = step.state, now
+        inc["history"].append({"state": step.state, "actor": caller.id, "at": now, "note": note})
         self.bus.publish("incident", inc)
         return inc
+
+    async def dispatch_jobs(self, state: str | None, incident_id: str | None,
+                            limit: int) -> list[dict[str, Any]]:
+        return []
+
+    async def dispatch_stats(self) -> dict[str, int]:
+        return {"pending": 0, "done": 0, "dead": 0}
+
+    async def retry_dead(self, job_id: int) -> bool:
+        return False
+
+    async def kpis(self, since: datetime | None, until: datetime | None,
+                   grid: str | None) -> list[dict[str, Any]]:
+        return []
 
     def put_frame(self, camera_id: str, scene: Scene, seq: int) -> Frame:
         frame = Frame(camera_id, seq, time.time(), scene.image, scene.source_size)

@@ -1,0 +1,99 @@
+"""Delivery queue in the API: jobs, the dead-letter list and retrying a dead notice.
+
+``GET /api/dispatch/jobs?state=pending|done|dead&incident=<id>&limit=`` (newest first),
+``GET /api/dispatch/dead`` (the dead-letter list), ``GET /api/dispatch/stats`` and
+``POST /api/dispatch/dead/{id}/retry``. Control-room roles only (operator, duty_leader, admin).
+
+``GET /api/kpis?since=&until=&grid=`` — the closed-loop KPIs (办结率, 满意率, time to accept/resolve,
+overdue) per grid and local day (:mod:`alerts.kpis`), for any caller, limited to the caller's grids;
+default: the last 7 local days.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hub.web.auth import Unauthorized, caller_of, unauthorized
+from hub.web.jsonio import json_error, json_ok
+from hub.web.keys import VIEW
+
+routes = web.RouteTableDef()
+ROLES = frozenset({"operator", "duty_leader", "admin"})
+JOB_STATES = ("pending", "done", "dead")
+
+
+def _denied(request: web.Request) -> web.Response | None:
+    try:
+        caller = caller_of(request)
+    except Unauthorized as exc:
+        return unauthorized(exc)
+    if not caller.roles & ROLES:
+        return json_error(403, "the delivery queue is for the control room", {"roles": sorted(ROLES)})
+    return None
+
+
+def _limit(request: web.Request) -> int | None:
+    raw = request.query.get("limit", "200")
+    return int(raw) if raw.isdigit() and 1 <= int(raw) <= 1000 else None
+
+
+@routes.get("/api/dispatch/jobs")
+async def jobs(request: web.Request) -> web.Response:
+    if (denied := _denied(request)) is not None:
+        return denied
+    state = request.query.get("state") or None
+    if state is not None and state not in JOB_STATES:
+        return json_error(400, "invalid query parameter 'state'", f"must be one of {', '.join(JOB_STATES)}")
+    limit = _limit(request)
+    if limit is None:
+        return json_error(400, "invalid query parameter 'limit'", "must be an integer 1..1000")
+    return json_ok(await request.app[VIEW].dispatch_jobs(state, request.query.get("incident") or None, limit))
+
+
+@routes.get("/api/dispatch/dead")
+async def dead(request: web.Request) -> web.Response:
+    if (denied := _denied(request)) is not None:
+        return denied
+    limit = _limit(request)
+    if limit is None:
+        return json_error(400, "invalid query parameter 'limit'", "must be an integer 1..1000")
+    return json_ok(await request.app[VIEW].dispatch_jobs("dead", None, limit))
+
+
+@routes.get("/api/dispatch/stats")
+async def stats(request: web.Request) -> web.Response:
+    if (denied := _denied(request)) is not None:
+        return denied
+    return json_ok(await request.app[VIEW].dispatch_stats())
+
+
+@routes.post("/api/dispatch/dead/{job_id}/retry")
+async def retry(request: web.Request) -> web.Response:
+    if (denied := _denied(request)) is not None:
+        return denied
+    raw = request.match_info["job_id"]
+    if not raw.isdigit() or not await request.app[VIEW].retry_dead(int(raw)):
+        return json_error(404, "no such dead job", {"id": raw})
+    return json_ok({"id": int(raw), "state": "pending"})
+
+
+@routes.get("/api/kpis")
+async def kpis(request: web.Request) -> web.Response:
+
+    from hub.web.api import BadQuery, parse_since
+
+    view = request.app[VIEW]
+    try:
+        caller = caller_of(request)
+    except Unauthorized as exc:
+        return unauthorized(exc)
+    tz = view.cfg.hub.timezone
+    try:
+        until = parse_since(request.query["until"], tz) if request.query.get("until") else None
+        since = parse_since(request.query["since"], tz) if request.query.get("since") else None
+    except BadQuery as exc:
+        return json_error(400, "invalid query parameter 'since'/'until'", str(exc))
+    grid = request.query.get("grid") or None
+    rows = await view.kpis(since, until, grid)
+    visible = [r for r in rows if view.can_see(caller, {"grid": r["grid"]})]
+    return json_ok(visible)
