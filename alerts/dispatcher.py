@@ -110,7 +110,11 @@ class Dispatcher:
         try:
             while True:
                 free = self.cfg.workers - len(self._tasks)
-                jobs = await self.queue.lease(free) if free > 0 else []
+                try:
+                    jobs = await self.queue.lease(free) if free > 0 else []
+                except Exception as exc:  # a database or broker blip: keep going, the jobs are durable
+                    log.warning("leasing deliveries failed (%s: %s); retrying", type(exc).__name__, exc)
+                    jobs = []
                 for job in jobs:
                     task = asyncio.create_task(self._deliver(job), name=f"deliver-{job.id}")
                     self._tasks.add(task)
