@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from hub.bus import TOPIC_CAMERA, TOPIC_DEVICE, TOPIC_INCIDENT, TOPIC_INCIDENT_UPDATE, Subscription
+from hub.bus import (
+    TOPIC_CAMERA,
+    TOPIC_DEVICE,
+    TOPIC_INCIDENT,
+    TOPIC_INCIDENT_UPDATE,
+    TOPIC_NOTICE,
+    Subscription,
+)
 from hub.web.jsonio import dumps
 from hub.web.view import CLOSED_STATES
 
@@ -24,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TOPICS = (TOPIC_INCIDENT, TOPIC_INCIDENT_UPDATE, TOPIC_CAMERA, TOPIC_DEVICE)
+TOPICS = (TOPIC_INCIDENT, TOPIC_INCIDENT_UPDATE, TOPIC_CAMERA, TOPIC_DEVICE, TOPIC_NOTICE)
 TOPIC_KPI = "kpi"
 HEARTBEAT_S = 20.0
 CLOSE_TIMEOUT_S = 2.0

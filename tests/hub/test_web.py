@@ -30,6 +30,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
 from alerts import lifecycle
+from alerts.channels.base import Notice
+from alerts.channels.ws import WsChannel
 from alerts.people import CONTROL_ROOM, Caller
 from detectors.detections import Detections
 from hub.bus import Bus
@@ -539,6 +541,11 @@ async def test_ws_incident_within_one_second(client: TestClient[Any, Any], view:
         assert "hunter2" not in json.dumps(cam)
         view.bus.publish("device", {"id": "door1", "status": "online", "last_event": "door_opened"})
         assert (await next_of(ws, "device"))["last_event"] == "door_opened"
+        # a person's notice through the ws delivery channel
+        await WsChannel(view.bus).send(Notice(key="inc7:h3:p1:0", event="assigned", incident=incident,
+                                              state="dispatched", recipient={"id": "p1", "name": "巡防一队"}))
+        notice = await next_of(ws, "notice")
+        assert notice["key"] == "inc7:h3:p1:0" and notice["recipient"]["id"] == "p1"
         # periodic KPI (kpi_interval_s = 0.2)
         assert (await next_of(ws, "kpi", wait_s=1.0))["devices_total"] == 1
     await until(lambda: client.app[EVENTS].client_count == 0, 2)
