@@ -41,6 +41,7 @@ from alerts.evidence import EvidenceStore
 from alerts.people import Directory
 from alerts.service import IncidentService
 from alerts.settings import DispatchSection
+from alerts.silences import Silences
 from hub.bus import (
     TOPIC_ALERT,
     TOPIC_INCIDENT,
@@ -99,7 +100,9 @@ class AlertEngine:
         grids: Mapping[str, str] | None = None,
         service: IncidentService | None = None,
         dispatch: DispatchSection | None = None,
+        silences: Silences | None = None,
     ) -> None:
+        self.silences = silences
         self.cfg = cfg
         self.dispatch = dispatch or (service.cfg if service is not None else DispatchSection())
         # every transition goes through the service (lifecycle, SLA timers, notices)
@@ -228,6 +231,10 @@ class AlertEngine:
 
         inc = self.index.duplicate_of(trig.key, trig.at)
         correlated = False
+        if inc is None and self.silences is not None and (silence := await self.silences.match(
+                grid=trig.grid, source=trig.source["id"], kind=trig.kind, at=trig.at)) is not None:
+            await self._silenced(trig, silence)
+            return
         if inc is None and trig.door_device is not None:
             inc = self.index.person_incident_for_door(self._door_cameras(trig.door_device), trig.at)
             correlated = inc is not None
@@ -244,6 +251,18 @@ class AlertEngine:
         await self.db.insert_alert(id=trig.id, at=trig.at, kind=trig.kind, source_type=trig.source["type"],
                                    source_id=trig.source["id"], rule=trig.key[2], zone=trig.key[3],
                                    grid=trig.grid, incident_id=inc.id, data=trig.data)
+
+    async def _silenced(self, trig: Trigger, silence: dict[str, Any]) -> None:
+        """Stored as an alert (with the silence that held it), no incident."""
+        self.stats["silenced"] = self.stats.get("silenced", 0) + 1
+        data = {**trig.data, "silenced": {"id": silence["id"], "reason": silence["reason"]}}
+        self.bus.publish(TOPIC_ALERT, {"id": trig.id, "kind": trig.kind, "incident_id": None,
+                                       "source": trig.source, "at": _iso(trig.at), "silenced": True})
+        await self.db.insert_alert(id=trig.id, at=trig.at, kind=trig.kind, source_type=trig.source["type"],
+                                   source_id=trig.source["id"], rule=trig.key[2], zone=trig.key[3],
+                                   grid=trig.grid, incident_id=None, data=data)
+        log.info("alert %s on %s silenced (%s)", trig.kind, trig.source["id"],
+                 silence["reason"] or silence["id"])
 
     async def _open(self, trig: Trigger, night: bool, evidence: list[dict[str, Any]]) -> OpenIncident:
         rules = self.dispatch.rules

@@ -149,12 +149,14 @@ class Hub:
 
             evidence = EvidenceStore(evidence_dir, frames)
             from alerts.grids import GridTree
+            from alerts.silences import Silences
 
             service, dispatcher = self._dispatch(db, mqtt, state_dir)
             engine = AlertEngine(self.cfg.alerts, cameras, self.cfg.devices, self.bus, db, evidence,
                                  metrics=self.metrics, force_night=self.cfg.demo.force_night,
                                  timezone=self.cfg.hub.timezone,
-                                 grids=GridTree(self.cfg.grids).grid_map(self.cfg), service=service)
+                                 grids=GridTree(self.cfg.grids).grid_map(self.cfg), service=service,
+                                 silences=Silences(self.cfg.silences, service.directory.tree, db))
 
             tasks: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
                 f"camera:{cid}": r.run for cid, r in readers.items()

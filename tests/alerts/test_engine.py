@@ -321,3 +321,38 @@ devices:
     assert by_source == {("cam2", "gate"): "440101",  # the zone's own grid
                          ("cam2", "yard"): "4401",  # the camera's, found from its location
                          ("door9", None): "440101"}  # the device's, found from its location
+
+
+async def test_silenced_alerts_are_stored_but_open_no_incident(pg_url: str, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from alerts.grids import GridTree
+    from alerts.settings import GridConfig, SilenceConfig
+    from alerts.silences import Silences
+    from hub.storage import dispatch
+
+    tree = GridTree([GridConfig(code="440106", level="district"),
+                     GridConfig(code="440106001", level="street", parent="440106")])
+    now = datetime.now(UTC)
+    bus = Bus()
+    evidence = EvidenceStore(tmp_path / "evidence", FrameSlots(["cam1", "cam2"]))
+    async with Database(pg_url) as db:
+        # config: the district is silenced for camera offline only; table: door1 for an hour
+        district = SilenceConfig(grid="440106", kinds=["video_loss"], ends=now + timedelta(hours=1))
+        silences = Silences([district], tree, db)
+        async with db.pool.connection() as conn:
+            await dispatch.add_silence(conn, grid=None, source="door1", kinds=[], starts=None,
+                                       ends=now + timedelta(hours=1), reason="门禁检修 lock maintenance",
+                                       created_by="op")
+        engine = AlertEngine(AlertsSection(), CAMERAS, DEVICES, bus, db, evidence, force_night=True,
+                             settle_s=0, silences=silences)
+        await engine.handle_source_event(door_forced(time.time()))
+        await engine.handle_source_event(door_forced(time.time(), device="door2"))
+        await db.flush()
+        assert await rows(pg_url, "SELECT source_id FROM alerts WHERE incident_id IS NULL") == [("door1",)]
+        reason = await rows(pg_url, "SELECT data->'silenced'->>'reason' FROM alerts "
+                                    "WHERE source_id = 'door1'")
+        assert reason == [("门禁检修 lock maintenance",)]
+        opened = await rows(pg_url, "SELECT kind FROM incidents")
+        assert opened == [("door_forced",)]  # door2 only
+        assert engine.stats["silenced"] == 1
