@@ -2,6 +2,8 @@
 
 * Dedup: a trigger with the same key ``(source type, source id, rule/kind, zone)`` as an
   incident's trigger, within ``quiet_s`` of that incident's last trigger, updates it.
+* Grouping: a trigger of the same kind in the same grid within ``dispatch.group_window_s`` of an
+  incident's last trigger joins it (two cameras of one yard, two doors of one building).
 * Correlation: a door trigger (forced / opened at night) on a device and a person rule hit
   on one of the device's linked cameras, within ``window_s`` of each other (either order),
   form one incident: whichever comes first opens it, the other joins it.
@@ -33,6 +35,7 @@ class OpenIncident:
     published: bool = False
     captured_at: float | None = None  # frame capture of the first rule hit (latency metric)
     api: dict[str, Any] = field(default_factory=dict)  # latest stored API dict
+    grid: str | None = None
 
 
 class IncidentIndex:
@@ -59,6 +62,17 @@ class IncidentIndex:
         best: OpenIncident | None = None
         for inc in self._open.values():
             if key in inc.keys and abs(at - inc.last_seen) <= self.quiet_s and (
+                    best is None or inc.last_seen > best.last_seen):
+                best = inc
+        return best
+
+    def group_of(self, grid: str | None, kind: str, at: float, window_s: float) -> OpenIncident | None:
+        """Grouping: the latest incident of ``kind`` in ``grid`` active within ``window_s`` of ``at``."""
+        if grid is None or window_s <= 0:
+            return None
+        best: OpenIncident | None = None
+        for inc in self._open.values():
+            if inc.grid == grid and inc.kind == kind and abs(at - inc.last_seen) <= window_s and (
                     best is None or inc.last_seen > best.last_seen):
                 best = inc
         return best

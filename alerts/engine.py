@@ -242,6 +242,8 @@ class AlertEngine:
             inc = self.index.door_incident_for_person(self.doors_for_camera[trig.person_camera], trig.at)
             correlated = inc is not None
 
+        if inc is None and not correlated:
+            inc = self.index.group_of(trig.grid, trig.kind, trig.at, self.dispatch.group_window_s)
         if inc is None:
             inc = await self._open(trig, night, evidence)
         else:
@@ -268,7 +270,8 @@ class AlertEngine:
         rules = self.dispatch.rules
         inc = OpenIncident(id=new_id(), kind=trig.kind, cls=classify(trig.kind, night=night, rules=rules),
                            opened_at=trig.at, last_seen=trig.at, keys={trig.key},
-                           sources=[trig.source], evidence=evidence, captured_at=trig.captured_at)
+                           sources=[trig.source], evidence=evidence, captured_at=trig.captured_at,
+                           grid=trig.grid)
         self._mark_correlatable(inc, trig)
         opened = await self.service.open(
             id=inc.id, kind=inc.kind, cls=inc.cls, grid=trig.grid, title=title(trig.kind, trig.where),

@@ -14,6 +14,7 @@ import pytest
 
 from alerts.engine import TOPIC_INCIDENT_UPDATE, AlertEngine
 from alerts.evidence import EvidenceStore
+from alerts.settings import DispatchSection
 from hub.bus import TOPIC_INCIDENT, TOPIC_RULE_HIT, TOPIC_SOURCE_EVENT, Bus, Subscription
 from hub.config import AlertsSection, CameraConfig, DeviceConfig
 from hub.events import EventKind, RuleHit, SourceEvent
@@ -53,7 +54,8 @@ async def rig(pg_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
     evidence = EvidenceStore(tmp_path / "evidence", FrameSlots(["cam1", "cam2"]))
     async with Database(pg_url, metrics=metrics) as db:
         engine = AlertEngine(AlertsSection(correlation_window_s=30, incident_quiet_s=120), CAMERAS, DEVICES,
-                             bus, db, evidence, metrics, force_night=True, settle_s=SETTLE_S)
+                             bus, db, evidence, metrics, force_night=True, settle_s=SETTLE_S,
+                             dispatch=DispatchSection(group_window_s=0))  # dedup per key; grouping below
         incidents = bus.subscribe(TOPIC_INCIDENT)
         updates = bus.subscribe(TOPIC_INCIDENT_UPDATE)
         task = asyncio.create_task(engine.run())
@@ -356,3 +358,19 @@ async def test_silenced_alerts_are_stored_but_open_no_incident(pg_url: str, tmp_
         opened = await rows(pg_url, "SELECT kind FROM incidents")
         assert opened == [("door_forced",)]  # door2 only
         assert engine.stats["silenced"] == 1
+
+
+async def test_alerts_of_one_kind_in_one_grid_fold_into_one_incident(pg_url: str, tmp_path: Path) -> None:
+    bus = Bus()
+    evidence = EvidenceStore(tmp_path / "evidence", FrameSlots(["cam1", "cam2"]))
+    async with Database(pg_url) as db:
+        engine = AlertEngine(AlertsSection(), CAMERAS, [], bus, db, evidence, force_night=True, settle_s=0,
+                             dispatch=DispatchSection(group_window_s=60))
+        t = time.time()
+        await engine.handle_rule_hit(person_hit("cam1", t, zone="gate"))
+        await engine.handle_rule_hit(person_hit("cam1", t + 20, zone="yard"))  # same grid, other zone: folds
+        await engine.handle_rule_hit(person_hit("cam2", t + 25, zone="gate"))  # cam2 is in another grid
+        await engine.handle_rule_hit(person_hit("cam1", t + 200, zone="lane"))  # same grid, window passed
+        got = await rows(pg_url, "SELECT grid, count, jsonb_array_length(sources) FROM incidents "
+                                 "ORDER BY opened_at")
+        assert got == [("440106001", 2, 2), ("440106002", 1, 1), ("440106001", 1, 1)]
