@@ -155,6 +155,7 @@ class IncidentService:
             row = await inc_sql.lock(conn, incident_id)
             if _rank(cls) <= _rank(row["class"]):
                 return await self._get(incident_id)
+            told = self._recipient_ids(row, row["level"], cls=None)  # under the old class
             await conn.execute("UPDATE incidents SET class = %s WHERE id = %s", (cls, incident_id))
             row["class"] = cls
             hid = await inc_sql.record(conn, incident_id, action="upgrade", from_state=row["state"],
@@ -162,7 +163,7 @@ class IncidentService:
             published.append(self._transition(row, "upgrade", SYSTEM, note, hid))
             if row["state"] in lifecycle.OPEN_STATES:
                 await self._queue(conn, row, "escalated", row["level"], history_id=hid, note=note,
-                                  only_new_from=self._recipient_ids(row, row["level"], cls=None))
+                                  only_new_from=told)
                 await self._arm(conn, row)
         self._after_commit(published, announce=False)  # the engine announces the joined incident
         return await self._get(incident_id)

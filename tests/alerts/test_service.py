@@ -141,3 +141,14 @@ async def test_illegal_actions_change_nothing_and_say_what_is_allowed(pg_url: st
         got = await svc._get("i")
         assert got["state"] == "dispatched"
         assert got["history"][-1]["actor"] == "system"
+
+
+async def test_upgrade_tells_only_the_people_the_new_class_adds(pg_url: str) -> None:
+    async with loop_service(pg_url) as (svc, db, _bus):
+        await svc.open(id="i", kind="door_forced", cls="general", department="公安", title="x", grid="G1")
+        got = await svc.upgrade("i", "emergency", "fused: person on the door camera")
+        assert got["class"] == "emergency" and got["history"][-1]["action"] == "upgrade"
+        assert await jobs(db, "i") == [("assigned", "w1"), ("assigned", "p1"), ("escalated", "cop"),
+                                       ("escalated", "duty")]
+        got = await svc.upgrade("i", "professional", "never lowers")
+        assert got["class"] == "emergency"
