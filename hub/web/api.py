@@ -179,7 +179,6 @@ async def incident_action(request: web.Request) -> web.Response:
         return json_error(403, "not allowed for your role or grids", {"id": incident_id, "reason": str(exc)})
     except LookupError:
         return json_error(404, "incident not found", {"id": incident_id})
-    log.info("incident %s: %s by %s", incident_id, action, caller.id)
     return json_ok(updated)
 
 
