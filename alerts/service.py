@@ -24,6 +24,7 @@ from typing import Any
 
 from alerts import lifecycle
 from alerts.channels.base import Notice
+from alerts.classification import stronger
 from alerts.people import Caller, Directory
 from alerts.settings import DispatchSection
 from hub.bus import TOPIC_INCIDENT_UPDATE, TOPIC_TRANSITION, Bus
@@ -153,7 +154,7 @@ class IncidentService:
         published: list[dict[str, Any]] = []
         async with self.db.pool.connection() as conn, conn.transaction():
             row = await inc_sql.lock(conn, incident_id)
-            if _rank(cls) <= _rank(row["class"]):
+            if stronger(row["class"], cls) == row["class"]:  # never lowers (nor repeats) the class
                 return await self._get(incident_id)
             told = self._recipient_ids(row, row["level"], cls=None)  # under the old class
             await conn.execute("UPDATE incidents SET class = %s WHERE id = %s", (cls, incident_id))
@@ -278,10 +279,6 @@ class IncidentService:
         if got is None:
             raise IncidentNotFound(incident_id)
         return got
-
-
-def _rank(cls: str) -> int:
-    return {"general": 0, "professional": 1, "emergency": 2}.get(cls, 0)
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:

@@ -68,7 +68,7 @@ def _choice(request: web.Request, param: str, allowed: tuple[str, ...]) -> str |
     return value
 
 
-def _limit(request: web.Request) -> int:
+def parse_limit(request: web.Request) -> int:
     raw = request.query.get("limit", "").strip()
     if not raw:
         return DEFAULT_LIMIT
@@ -109,7 +109,7 @@ async def list_incidents(request: web.Request) -> web.Response:
         cls = _choice(request, "class", INCIDENT_CLASSES)
         raw_since = request.query.get("since", "").strip()
         since = parse_since(raw_since, view.cfg.hub.timezone) if raw_since else None
-        limit = _limit(request)
+        limit = parse_limit(request)
     except BadQuery as exc:
         return json_error(400, f"invalid query parameter '{exc.param}'", str(exc))
     grid = request.query.get("grid", "").strip() or None

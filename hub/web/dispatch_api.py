@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from hub.web import api
 from hub.web.auth import Unauthorized, caller_of, unauthorized
 from hub.web.jsonio import json_error, json_ok
 from hub.web.keys import VIEW
@@ -33,8 +34,11 @@ def _denied(request: web.Request) -> web.Response | None:
 
 
 def _limit(request: web.Request) -> int | None:
-    raw = request.query.get("limit", "200")
-    return int(raw) if raw.isdigit() and 1 <= int(raw) <= 1000 else None
+    """``limit`` as the incident list reads it (1–1000, default 200); None when invalid."""
+    try:
+        return api.parse_limit(request)
+    except api.BadQuery:
+        return None
 
 
 @routes.get("/api/dispatch/jobs")
