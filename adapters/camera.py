@@ -42,6 +42,10 @@ class CameraBase(AdapterConfig):
 
     zones: list[ZoneConfig] = Field(default_factory=list, description="Rule zones.")
     location: tuple[float, float] | None = Field(None, description="(lon, lat) for the grid map.")
+    uplink: str = Field(
+        "", description="Id of the uplink or NVR the video goes through (a name, or a device/source id whose "
+        "device_offline then means the uplink is down): offline alerts of its cameras fold into one incident."
+    )
 
     @model_validator(mode="after")
     def _unique_zones(self) -> CameraBase:

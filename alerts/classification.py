@@ -58,6 +58,8 @@ TITLES = {
     "line_crossing": "摄像机越界 Camera line crossing",
     "video_loss": "视频丢失 Video lost",
     "fall": "人员跌倒 Person fell",
+    "camera_offline": "摄像机离线 Camera offline",
+    "uplink_down": "上联/NVR 中断 Uplink or NVR down",
 }
 
 

@@ -14,9 +14,33 @@ Times are event times (``SourceEvent.at``, ``RuleHit.captured_at``), not arrival
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 Key = tuple[str, str, str, str | None]  # (source type, source id, rule or kind, zone)
+
+
+def iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat()
+
+
+@dataclass
+class Trigger:
+    """One alert: a rule hit or a source event that matters."""
+
+    id: str
+    kind: str
+    key: Key
+    at: float
+    grid: str | None
+    where: str
+    source: dict[str, Any]
+    snapshot_camera: str | None = None
+    box: tuple[float, float, float, float] | None = None
+    captured_at: float | None = None
+    door_device: str | None = None  # set for door triggers that correlate
+    person_camera: str | None = None  # set for person hits that correlate
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -39,9 +63,10 @@ class OpenIncident:
 
 
 class IncidentIndex:
-    def __init__(self, quiet_s: float, window_s: float) -> None:
+    def __init__(self, quiet_s: float, window_s: float, keep_s: float = 0.0) -> None:
         self.quiet_s = quiet_s
         self.window_s = window_s
+        self.keep_s = max(quiet_s, window_s, keep_s)  # other windows that look back (grouping, inhibition)
         self._open: dict[str, OpenIncident] = {}
 
     def __len__(self) -> int:
@@ -54,9 +79,12 @@ class IncidentIndex:
         return self._open.get(incident_id)
 
     def expire(self, now: float) -> None:
-        keep = max(self.quiet_s, self.window_s)
-        for inc_id in [i for i, inc in self._open.items() if now - inc.last_seen > keep]:
+        for inc_id in [i for i, inc in self._open.items() if now - inc.last_seen > self.keep_s]:
             del self._open[inc_id]
+
+    def recent(self) -> list[OpenIncident]:
+        """Active incidents, most recently triggered first."""
+        return sorted(self._open.values(), key=lambda i: -i.last_seen)
 
     def duplicate_of(self, key: Key, at: float) -> OpenIncident | None:
         best: OpenIncident | None = None
@@ -79,7 +107,7 @@ class IncidentIndex:
 
     def door_incident_for_person(self, devices: list[str], at: float) -> OpenIncident | None:
         """An incident with a door trigger on one of ``devices`` within the window of ``at``."""
-        for inc in sorted(self._open.values(), key=lambda i: -i.last_seen):
+        for inc in self.recent():
             for dev in devices:
                 t = inc.door_times.get(dev)
                 if t is not None and abs(at - t) <= self.window_s:
@@ -88,7 +116,7 @@ class IncidentIndex:
 
     def person_incident_for_door(self, cameras: list[str], at: float) -> OpenIncident | None:
         """An incident with a person hit on one of ``cameras`` within the window of ``at``."""
-        for inc in sorted(self._open.values(), key=lambda i: -i.last_seen):
+        for inc in self.recent():
             for cam in cameras:
                 t = inc.person_times.get(cam)
                 if t is not None and abs(at - t) <= self.window_s:

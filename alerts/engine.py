@@ -22,8 +22,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,9 +34,11 @@ from alerts.classification import (
     stronger,
     title,
 )
-from alerts.correlation import IncidentIndex, Key, OpenIncident
+from alerts.correlation import IncidentIndex, OpenIncident, Trigger, iso
 from alerts.evidence import EvidenceStore
+from alerts.inhibit import CAMERA_OFFLINE, UPLINK_DOWN, Inhibition, uplink_key, uplink_title
 from alerts.people import Directory
+from alerts.ptz import PresetMover
 from alerts.service import IncidentService
 from alerts.settings import DispatchSection
 from alerts.silences import Silences
@@ -60,29 +60,6 @@ log = logging.getLogger(__name__)
 MAX_EVIDENCE = 10
 
 
-def _iso(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).isoformat()
-
-
-@dataclass
-class Trigger:
-    """One alert: a rule hit or a source event that matters."""
-
-    id: str
-    kind: str
-    key: Key
-    at: float
-    grid: str | None
-    where: str
-    source: dict[str, Any]
-    snapshot_camera: str | None = None
-    box: tuple[float, float, float, float] | None = None
-    captured_at: float | None = None
-    door_device: str | None = None  # set for door triggers that correlate
-    person_camera: str | None = None  # set for person hits that correlate
-    data: dict[str, Any] = field(default_factory=dict)
-
-
 class AlertEngine:
     def __init__(  # noqa: PLR0917 - positional order is the documented wiring contract
         self,
@@ -101,8 +78,10 @@ class AlertEngine:
         service: IncidentService | None = None,
         dispatch: DispatchSection | None = None,
         silences: Silences | None = None,
+        ptz: PresetMover | None = None,
     ) -> None:
         self.silences = silences
+        self.ptz = ptz
         self.cfg = cfg
         self.dispatch = dispatch or (service.cfg if service is not None else DispatchSection())
         # every transition goes through the service (lifecycle, SLA timers, notices)
@@ -124,7 +103,9 @@ class AlertEngine:
         for dev in devices:
             for cam in dev.cameras:
                 self.doors_for_camera.setdefault(cam, []).append(dev.id)
-        self.index = IncidentIndex(cfg.incident_quiet_s, cfg.correlation_window_s)
+        self.inhibition = Inhibition(cameras, self.dispatch.inhibit_window_s)
+        self.index = IncidentIndex(cfg.incident_quiet_s, cfg.correlation_window_s,
+                                   keep_s=max(self.dispatch.group_window_s, self.dispatch.inhibit_window_s))
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats = {"rule_hits": 0, "source_events": 0, "alerts": 0, "incidents": 0, "updates": 0}
 
@@ -157,7 +138,7 @@ class AlertEngine:
         where = (cam.name or cam.id) if cam else hit.camera_id
         at = hit.captured_at
         source = {"type": "camera", "id": hit.camera_id, "name": where, "rule": hit.rule, "zone": hit.zone,
-                  "label": hit.label, "confidence": round(hit.confidence, 3), "at": _iso(at)}
+                  "label": hit.label, "confidence": round(hit.confidence, 3), "at": iso(at)}
         await self._trigger(Trigger(
             id=hit.id, kind=hit.rule, key=("camera", hit.camera_id, hit.rule, hit.zone), at=at,
             grid=self._grid_of_hit(hit, cam), where=where, source=source,
@@ -171,7 +152,9 @@ class AlertEngine:
         if dev is None:
             self._learn_links(ev)
         kind = str(ev.kind)
-        if kind not in DEVICE_ALERTS:
+        if kind == "device_offline" and self.inhibition.is_uplink(ev.source_id):
+            kind = UPLINK_DOWN  # the NVR or village gateway its cameras' video goes through
+        elif kind not in DEVICE_ALERTS:
             return
         if kind == "door_opened" and not (self.cfg.door_open_at_night and self.is_night(ev.at)):
             return
@@ -182,13 +165,34 @@ class AlertEngine:
             where = dev.name or dev.id
         else:
             where = (cam.name or cam.id) if cam is not None else str(ev.data.get("name") or ev.source_id)
-        source = {"type": "device", "id": ev.source_id, "name": where, "kind": kind, "at": _iso(ev.at)}
+        source = {"type": "device", "id": ev.source_id, "name": where, "kind": kind, "at": iso(ev.at)}
         await self._trigger(Trigger(
-            id=ev.id, kind=kind, key=("device", ev.source_id, kind, None), at=ev.at,
+            id=ev.id, kind=kind, at=ev.at,
+            key=uplink_key(ev.source_id) if kind == UPLINK_DOWN else ("device", ev.source_id, kind, None),
             grid=ev.grid or self.grids.get(f"device:{ev.source_id}") or ((dev.grid or None) if dev else None),
             where=where, source=source,
             snapshot_camera=linked[0] if linked else None,
             door_device=ev.source_id if kind in DOOR_TRIGGERS and linked else None, data=ev.to_json()))
+
+    async def handle_camera_offline(self, camera_id: str, since: float, reason: str) -> None:
+        """A camera's stream stayed down (:class:`alerts.camera_health.CameraWatch`)."""
+        cam = self.cameras.get(camera_id)
+        where = (cam.name or cam.id) if cam else camera_id
+        source = {"type": "camera", "id": camera_id, "name": where, "kind": CAMERA_OFFLINE,
+                  "reason": reason, "at": iso(since)}
+        if cam is not None and cam.uplink:
+            source["uplink"] = cam.uplink
+        await self._trigger(Trigger(
+            id=new_id(), kind=CAMERA_OFFLINE, key=("camera", camera_id, CAMERA_OFFLINE, None), at=since,
+            grid=self.grids.get(f"camera:{camera_id}") or ((cam.grid or None) if cam else None), where=where,
+            source=source, data={"camera_id": camera_id, "reason": reason}))
+
+    async def handle_camera_online(self, camera_id: str, at: float) -> None:
+        """The camera is back: say so on its open offline incident (people close it)."""
+        inc = self.index.duplicate_of(("camera", camera_id, CAMERA_OFFLINE, None), at)
+        if inc is not None:
+            await self.db.add_history(inc.id, inc.api.get("state", "dispatched"), action="recover",
+                                      note=f"camera {camera_id} back online")
 
     def _grid_of_hit(self, hit: RuleHit, cam: CameraBase | None) -> str | None:
         """The zone's grid, else the camera's (explicit or found from its location)."""
@@ -226,7 +230,7 @@ class AlertEngine:
         url = None
         if trig.snapshot_camera is not None:
             url = await self.evidence.snapshot(trig.snapshot_camera, trig.box)
-        evidence = [{"kind": "snapshot", "url": url, "camera_id": trig.snapshot_camera, "at": _iso(trig.at)}
+        evidence = [{"kind": "snapshot", "url": url, "camera_id": trig.snapshot_camera, "at": iso(trig.at)}
                     ] if url else []
 
         inc = self.index.duplicate_of(trig.key, trig.at)
@@ -242,24 +246,38 @@ class AlertEngine:
             inc = self.index.door_incident_for_person(self.doors_for_camera[trig.person_camera], trig.at)
             correlated = inc is not None
 
+        rename: tuple[str, str] | None = None
+        if inc is None and (uplink := self.inhibition.uplink_for(trig)) is not None:
+            inc, rename = self._fold_uplink(trig, uplink)
         if inc is None and not correlated:
             inc = self.index.group_of(trig.grid, trig.kind, trig.at, self.dispatch.group_window_s)
         if inc is None:
             inc = await self._open(trig, night, evidence)
         else:
-            await self._join(inc, trig, night, evidence, correlated)
+            await self._join(inc, trig, night, evidence, correlated, rename=rename)
         self.bus.publish(TOPIC_ALERT, {"id": trig.id, "kind": trig.kind, "incident_id": inc.id,
-                                       "source": trig.source, "at": _iso(trig.at)})
+                                       "source": trig.source, "at": iso(trig.at)})
         await self.db.insert_alert(id=trig.id, at=trig.at, kind=trig.kind, source_type=trig.source["type"],
                                    source_id=trig.source["id"], rule=trig.key[2], zone=trig.key[3],
                                    grid=trig.grid, incident_id=inc.id, data=trig.data)
+
+    def _fold_uplink(self, trig: Trigger, uplink: str) -> tuple[OpenIncident | None, tuple[str, str] | None]:
+        """Inhibition: the outage's incident this trigger joins, and its new kind and title."""
+        inc = self.inhibition.fold(self.index, uplink, trig.at)
+        if inc is None:
+            return None, None
+        inc.keys.add(uplink_key(uplink))
+        cameras = self.inhibition.cameras_in(inc)
+        if trig.kind == CAMERA_OFFLINE and trig.key not in inc.keys:
+            cameras += 1
+        return inc, (UPLINK_DOWN, uplink_title(uplink, cameras))
 
     async def _silenced(self, trig: Trigger, silence: dict[str, Any]) -> None:
         """Stored as an alert (with the silence that held it), no incident."""
         self.stats["silenced"] = self.stats.get("silenced", 0) + 1
         data = {**trig.data, "silenced": {"id": silence["id"], "reason": silence["reason"]}}
         self.bus.publish(TOPIC_ALERT, {"id": trig.id, "kind": trig.kind, "incident_id": None,
-                                       "source": trig.source, "at": _iso(trig.at), "silenced": True})
+                                       "source": trig.source, "at": iso(trig.at), "silenced": True})
         await self.db.insert_alert(id=trig.id, at=trig.at, kind=trig.kind, source_type=trig.source["type"],
                                    source_id=trig.source["id"], rule=trig.key[2], zone=trig.key[3],
                                    grid=trig.grid, incident_id=None, data=data)
@@ -282,6 +300,8 @@ class AlertEngine:
         inc.api = opened
         self.index.add(inc)
         self.stats["incidents"] += 1
+        if self.ptz is not None and trig.source["type"] == "device" and self.ptz.wants(trig.source["id"]):
+            self.ptz.move_for(trig.source["id"], inc.id)  # no camera has seen it yet: look at it
         if self.metrics is not None:
             self.metrics.incidents.labels(kind=inc.kind).inc()
         if (trig.door_device or trig.person_camera) and self.settle_s > 0:
@@ -294,7 +314,7 @@ class AlertEngine:
         return inc
 
     async def _join(self, inc: OpenIncident, trig: Trigger, night: bool, evidence: list[dict[str, Any]],
-                    correlated: bool) -> None:
+                    correlated: bool, *, rename: tuple[str, str] | None = None) -> None:
         inc.count += 1
         inc.last_seen = max(inc.last_seen, trig.at)
         inc.evidence.extend(evidence)
@@ -311,6 +331,11 @@ class AlertEngine:
         was = inc.cls
         reasons: list[str] = []
         rules = self.dispatch.rules
+        if rename is not None:  # folded under its uplink (alerts.inhibit)
+            inc.kind = rename[0]
+            fields.update(kind=inc.kind, title=rename[1],
+                          department=department(inc.kind, rules) or inc.api.get("department", ""))
+            inc.cls = stronger(inc.cls, classify(inc.kind, night=night, rules=rules))
         if correlated:
             door_kind = trig.kind if trig.door_device else inc.kind
             door_name = trig.where if trig.door_device else str(inc.sources[0].get("name", ""))

@@ -1,5 +1,6 @@
 """Configuration of grids, people and the dispatch loop (``grids:``, ``people:``, ``dispatch:``,
-``silences:``). Re-exported by :mod:`hub.config`; pydantic v2, ``extra="forbid"`` everywhere."""
+``silences:``), of the alert engine (``alerts:``) and of the doors and locks it fuses (``devices:``).
+Re-exported by :mod:`hub.config`; pydantic v2, ``extra="forbid"`` everywhere."""
 
 from __future__ import annotations
 
@@ -182,3 +183,55 @@ class SilenceConfig(Strict):
         if (self.grid is None) == (self.source is None):
             raise ValueError("a silence names exactly one of grid or source")
         return self
+
+
+class DeviceConfig(Strict):
+    id: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Stable device id.")
+    name: str = Field("", description="Display name.")
+    kind: Literal["door_contact", "smart_lock"] = Field(..., description="What the device is.")
+    grid: str = Field("", description="Grid code the device belongs to.")
+    topic: str = Field(..., description="MQTT topic the device publishes on.")
+    dialect: Literal["zigbee2mqtt", "json", "tasmota"] = Field(
+        "zigbee2mqtt",
+        description="Payload dialect (Home Assistant discovery and mappings: sources: with kind mqtt).",
+    )
+    cameras: list[str] = Field(default_factory=list, description="Cameras that see this door.")
+    ptz_on_alert: dict[str, str] = Field(
+        default_factory=dict,
+        description="Linked PTZ camera id -> preset (name or token) it turns to when this device raises an "
+        "alert that no camera has confirmed yet.",
+    )
+    offline_after_s: float = Field(0, ge=0, description="Report offline after this much silence (0 = never).")
+    location: tuple[float, float] | None = Field(
+        None, description="(lon, lat): places the device in a grid when grid is empty."
+    )
+    lock: str | None = Field(
+        None,
+        description="door_contact only: id of the smart lock that secures this "
+        "door. The door opening while that lock reports locked, with no successful "
+        "unlock just before, is reported as door_forced.",
+    )
+
+
+class NightHours(Strict):
+    start: str = Field("22:00", pattern=r"^\d{2}:\d{2}$", description="Night starts (local time).")
+    end: str = Field("06:00", pattern=r"^\d{2}:\d{2}$", description="Night ends (local time).")
+
+
+class AlertsSection(Strict):
+    correlation_window_s: float = Field(
+        30.0,
+        gt=0,
+        description="Door event and person on a linked camera within this many seconds become one incident.",
+    )
+    incident_quiet_s: float = Field(
+        120.0,
+        ge=0,
+        description="Re-triggers within this time update the open incident instead of opening another.",
+    )
+    night: NightHours = Field(default_factory=NightHours)
+    door_open_at_night: bool = Field(True, description="A door opened at night raises an alert.")
+    held_open_s: float = Field(120, gt=0, description="Door held open this long raises an alert.")
+    camera_offline_after_s: float = Field(
+        60.0, ge=0, description="A camera offline this long raises a camera_offline alert (0 = never). "
+        "Cameras behind one uplink or NVR fold into one uplink_down incident (dispatch.inhibit_window_s).")

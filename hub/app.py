@@ -148,7 +148,9 @@ class Hub:
                 return (res.frame, res.detections) if res is not None else None
 
             evidence = EvidenceStore(evidence_dir, frames)
+            from alerts.camera_health import CameraWatch
             from alerts.grids import GridTree
+            from alerts.ptz import PresetMover, ptz_command
             from alerts.silences import Silences
 
             service, dispatcher = self._dispatch(db, mqtt, state_dir)
@@ -156,7 +158,8 @@ class Hub:
                                  metrics=self.metrics, force_night=self.cfg.demo.force_night,
                                  timezone=self.cfg.hub.timezone,
                                  grids=GridTree(self.cfg.grids).grid_map(self.cfg), service=service,
-                                 silences=Silences(self.cfg.silences, service.directory.tree, db))
+                                 silences=Silences(self.cfg.silences, service.directory.tree, db),
+                                 ptz=PresetMover(self.cfg.devices, ptz_command(readers), db))
 
             tasks: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
                 f"camera:{cid}": r.run for cid, r in readers.items()
@@ -164,6 +167,11 @@ class Hub:
             self._add_source_tasks(mqtt, state_dir, tasks)
             tasks["analyzer"] = lambda: analyzer.run(readers)
             tasks["alerts"] = engine.run
+            if self.cfg.alerts.camera_offline_after_s > 0:
+                tasks["camera-watch"] = CameraWatch(
+                    cameras, self.bus, after_s=self.cfg.alerts.camera_offline_after_s,
+                    online=lambda cid: cid in readers and readers[cid].online,
+                    on_offline=engine.handle_camera_offline, on_online=engine.handle_camera_online).run
             tasks["dispatcher"] = dispatcher.run
             tasks["sla-timers"] = lambda: run_timers(service, self.cfg.dispatch.timer_poll_s)
             from alerts.kpis import KpiGauges

@@ -19,10 +19,13 @@ from adapters.generic import CameraConfig, SnapshotCameraConfig, infer_camera_ki
 from adapters.registry import adapter_class, parse_config
 from alerts.settings import (
     GRID_LEVELS,
+    AlertsSection,
     ChannelConfig,
+    DeviceConfig,
     DispatchSection,
     GridConfig,
     GridLevel,
+    NightHours,
     PersonConfig,
     Role,
     SilenceConfig,
@@ -31,11 +34,14 @@ from alerts.settings import (
 __all__ = [
     "GRID_LEVELS",
     "AdapterConfig",
+    "AlertsSection",
     "CameraBase",
     "CameraConfig",
     "ChannelConfig",
+    "DeviceConfig",
     "GridConfig",
     "GridLevel",
+    "NightHours",
     "PersonConfig",
     "Point",
     "Role",
@@ -216,50 +222,6 @@ class DetectSection(Strict):
     threads: int = Field(1, ge=1, le=16, description="Inference worker threads.")
 
 
-class DeviceConfig(Strict):
-    id: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Stable device id.")
-    name: str = Field("", description="Display name.")
-    kind: Literal["door_contact", "smart_lock"] = Field(..., description="What the device is.")
-    grid: str = Field("", description="Grid code the device belongs to.")
-    topic: str = Field(..., description="MQTT topic the device publishes on.")
-    dialect: Literal["zigbee2mqtt", "json", "tasmota"] = Field(
-        "zigbee2mqtt",
-        description="Payload dialect (Home Assistant discovery and mappings: sources: with kind mqtt).",
-    )
-    cameras: list[str] = Field(default_factory=list, description="Cameras that see this door.")
-    offline_after_s: float = Field(0, ge=0, description="Report offline after this much silence (0 = never).")
-    location: tuple[float, float] | None = Field(
-        None, description="(lon, lat): places the device in a grid when grid is empty."
-    )
-    lock: str | None = Field(
-        None,
-        description="door_contact only: id of the smart lock that secures this "
-        "door. The door opening while that lock reports locked, with no successful "
-        "unlock just before, is reported as door_forced.",
-    )
-
-
-class NightHours(Strict):
-    start: str = Field("22:00", pattern=r"^\d{2}:\d{2}$", description="Night starts (local time).")
-    end: str = Field("06:00", pattern=r"^\d{2}:\d{2}$", description="Night ends (local time).")
-
-
-class AlertsSection(Strict):
-    correlation_window_s: float = Field(
-        30.0,
-        gt=0,
-        description="Door event and person on a linked camera within this many seconds become one incident.",
-    )
-    incident_quiet_s: float = Field(
-        120.0,
-        ge=0,
-        description="Re-triggers within this time update the open incident instead of opening another.",
-    )
-    night: NightHours = Field(default_factory=NightHours)
-    door_open_at_night: bool = Field(True, description="A door opened at night raises an alert.")
-    held_open_s: float = Field(120, gt=0, description="Door held open this long raises an alert.")
-
-
 class DemoSection(Strict):
     sensors: bool = Field(False, description="Run simulated village sensors (door contacts, smart lock).")
     sensor_interval_s: float = Field(8.0, gt=0, description="Mean seconds between simulated events.")
@@ -332,6 +294,9 @@ class HubConfig(Strict):
             missing = [c for c in dev.cameras if c not in known]
             if missing:
                 raise ValueError(f"device {dev.id!r} links unknown cameras {missing}; known: {sorted(known)}")
+            if unlinked := sorted(set(dev.ptz_on_alert) - set(dev.cameras)):
+                raise ValueError(f"device {dev.id!r}: ptz_on_alert names cameras it does not link: "
+                                 f"{unlinked} (add them to its cameras:)")
         self._source_devices(known, set(ids))
         self._grid_references()
         return self
