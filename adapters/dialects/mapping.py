@@ -65,8 +65,13 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
 _CAPTURE = re.compile(r"^[+#][A-Za-z_][A-Za-z0-9_]*$")
 MAX_DEVICES = 2000  # auto_devices never create more (anyone who can publish could make them)
 _cached_path = functools.lru_cache(maxsize=4096)(parse_path)
-_WORDS = {"locked": True, "lock": True, "unlocked": False, "unlock": False, "open": True, "opened": True,
-          "closed": False, "close": False, "online": True, "offline": False, "low": True, "ok": False}
+#: Words each boolean reading accepts besides on/off, true/false, 1/0 ("unlock" is no availability)
+_WORDS: dict[str, dict[str, bool]] = {
+    "locked": {"locked": True, "lock": True, "unlocked": False, "unlock": False},
+    "door": {"open": True, "opened": True, "closed": False, "close": False},
+    "online": {"online": True, "offline": False},
+    "battery_low": {"low": True, "ok": False},
+}
 
 
 class MappingRule(BaseModel):
@@ -152,8 +157,9 @@ def _lookup(rule: MappingRule, target: Target, value: Any) -> Any:
 
 
 def _flag(value: Any, target: str) -> bool:
-    if isinstance(value, str) and value.strip().lower() in _WORDS:
-        return _WORDS[value.strip().lower()]
+    words = _WORDS.get(target, {})
+    if isinstance(value, str) and value.strip().lower() in words:
+        return words[value.strip().lower()]
     return on_off(value, target)
 
 

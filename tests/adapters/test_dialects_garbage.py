@@ -188,6 +188,7 @@ def test_device_hub_never_raises_and_counts_add_up(messages: list[tuple[str, byt
     assert hub.devices["door-z"].door_open is True
     hub.handle("tele/door_t/SENSOR", b'{"Switch1": "OFF"}', now=5002.0)
     assert hub.handle("tele/door_t/SENSOR", b'{"Switch1": "ON"}', now=5003.0)[-1].kind == "door_opened"
+    hub.handle("village/gate-1/lwt", b"online", now=5003.5)  # a known state, whatever the garbage said
     assert hub.handle("village/gate-1/lwt", b"offline", now=5004.0)[-1].kind == "device_offline"
     assert hub.handle("village/gate-1/lwt", b"online", now=5005.0)[-1].kind == "device_online"
     assert events[-1].kind == "device_online"
@@ -210,3 +211,11 @@ def test_pathological_payloads_are_counted_not_raised(payload: bytes) -> None:
         assert hub.handle(topic, payload, now=1.0) == []
     assert sum(hub.counts.values()) == len(TOPICS)
     assert "error" not in hub.counts
+
+
+def test_a_lock_word_is_no_availability() -> None:
+    """Each reading takes its own words: "unlock" on an availability topic is garbage, not offline."""
+    hub = DeviceHub([*MAPPED], None, None, dialects=[MappingDialect(RULES, MAPPED)], held_open_s=5)
+    assert hub.handle("village/gate-1/lwt", b"unlock", now=1.0) == []
+    assert hub.counts["bad_payload"] == 1
+    assert hub.handle("village/gate-1/lwt", b"offline", now=2.0)[-1].kind == "device_offline"
