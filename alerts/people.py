@@ -21,6 +21,7 @@ from alerts import lifecycle
 from alerts.grids import GridTree
 from alerts.settings import GridConfig, PersonConfig
 from hub.errors import Forbidden
+from hub.storage.incidents import Scope
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +68,24 @@ class Directory:
         return any(grid in self.tree.subtree(g) if g in self.tree.grids else grid == g for g in grids)
 
     def can_see(self, caller: Caller, incident: dict[str, object]) -> bool:
-        if self.in_scope(caller.grids, _grid(incident)):
-            return True
-        return "department" in caller.roles and bool(caller.department) and \
+        """In the caller's grids, or their department's; a member of a department and nothing else
+        sees only their department's incidents (in their grids)."""
+        in_grids = self.in_scope(caller.grids, _grid(incident))
+        mine = "department" in caller.roles and bool(caller.department) and \
             incident.get("department") == caller.department
+        if _department_only(caller):
+            return mine and in_grids
+        return in_grids or mine
+
+    def scope(self, caller: Caller) -> Scope:
+        """:meth:`can_see` as a query filter (so a listing's limit counts only what the caller sees)."""
+        grids = sorted({code for g in caller.grids for code in self.expand(g)}) if caller.grids else None
+        department = caller.department if "department" in caller.roles and caller.department else None
+        return Scope(grids, department, _department_only(caller))
+
+    def expand(self, grid: str) -> list[str]:
+        """``grid`` and every grid below it (just ``grid`` when it is not in the tree)."""
+        return sorted(self.tree.subtree(grid)) if grid in self.tree.grids else [grid]
 
     def check(self, caller: Caller, action: str, incident: dict[str, object]) -> None:
         """Raise :class:`Forbidden` unless ``caller`` may take ``action`` on ``incident``."""
@@ -121,6 +136,10 @@ class Directory:
                 out += self.nearest(grid, "duty_leader")
         seen: set[str] = set()
         return [p for p in out if not (p.id in seen or seen.add(p.id))]  # type: ignore[func-returns-value]
+
+
+def _department_only(caller: Caller) -> bool:
+    return caller.roles == frozenset({"department"})
 
 
 def _grid(incident: dict[str, object]) -> str | None:

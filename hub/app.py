@@ -154,11 +154,12 @@ class Hub:
             from alerts.silences import Silences
 
             service, dispatcher = self._dispatch(db, mqtt, state_dir)
+            silences = Silences(self.cfg.silences, service.directory.tree, db)  # engine's and the API's
             engine = AlertEngine(self.cfg.alerts, cameras, self.cfg.devices, self.bus, db, evidence,
                                  metrics=self.metrics, force_night=self.cfg.demo.force_night,
                                  timezone=self.cfg.hub.timezone,
                                  grids=GridTree(self.cfg.grids).grid_map(self.cfg), service=service,
-                                 silences=Silences(self.cfg.silences, service.directory.tree, db),
+                                 silences=silences,
                                  ptz=PresetMover(self.cfg.devices, ptz_command(readers), db))
 
             tasks: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
@@ -186,7 +187,7 @@ class Hub:
 
             view = RuntimeView(self.cfg, self.bus, self.metrics, self.state, db, readers, analyzer,
                                device_hub, evidence_dir, self.components, self.source_devices,
-                               self.supervisors, service=service)
+                               self.supervisors, service=service, silences=silences)
             await self._start_web(stack, view)
             self._add_demo_patrol(tasks)
             self._banner(cameras, time.monotonic() - started)

@@ -230,7 +230,7 @@ class DemoSection(Strict):
         description="Simulate the village access systems of `sources:` entries with dialect mapping, "
         "publishing in the format their mapping rules describe (the hub decodes it from config alone).",
     )
-    force_night: bool = Field(True, description="Treat every hour as night (so the demo shows night rules).")
+    force_night: bool = Field(False, description="Treat every hour as night (demo.yaml sets it).")
     patrol: bool = Field(
         False, description="Simulate a patrol member (the first patrol person with a token) taking tasks "
         "through the API, and the control room (first operator with a token) closing them after 回访.")

@@ -16,7 +16,9 @@ from hub.state import LiveState
 if TYPE_CHECKING:
     from adapters.mqtt_devices import DeviceHub
     from alerts.people import Caller
+    from alerts.reports import Report
     from alerts.service import IncidentService
+    from alerts.silences import Silences
     from detectors.analyzer import Analyzer
     from detectors.detections import Detections
     from hub.sources import CameraFeed, SourceSupervisor
@@ -46,6 +48,7 @@ class RuntimeView:
         supervisors: Mapping[str, SourceSupervisor] | None = None,
         *,
         service: IncidentService | None = None,
+        silences: Silences | None = None,
     ) -> None:
         self.cfg = cfg
         self.bus = bus
@@ -64,6 +67,16 @@ class RuntimeView:
 
         self.directory = service.directory if service is not None else Directory(cfg.people, cfg.grids)
         self.service = service or IncidentService(db, self.directory, cfg.dispatch, bus, mqtt=False)
+        from alerts.grids import GridTree
+        from alerts.silence_admin import SilenceAdmin
+        from alerts.silences import Silences
+
+        placed = GridTree(cfg.grids).grid_map(cfg)  # "camera:<id>" / "device:<id>" -> grid
+        source_grids = {key.partition(":")[2]: grid for key, grid in placed.items()
+                        if key.startswith(("camera:", "device:"))}
+        # the alert engine's instance (hub.app): invalidated here when a silence is added or lifted
+        self.silence_admin = SilenceAdmin(silences or Silences(cfg.silences, self.directory.tree, db),
+                                          self.directory, source_grids)
 
     def health(self) -> dict[str, Any]:
         comps: dict[str, Any] = dict(self.components)
@@ -105,9 +118,12 @@ class RuntimeView:
         return frame, result.detections if result is not None else None
 
     async def list_incidents(
-        self, state: str | None, grid: str | None, cls: str | None, since: datetime | None, limit: int
+        self, state: str | None, grid: str | None, cls: str | None, since: datetime | None, limit: int,
+        *, caller: Caller | None = None,
     ) -> list[dict[str, Any]]:
-        return await self.db.list_incidents(state=state, grid=grid, cls=cls, since=since, limit=limit)
+        return await self.db.list_incidents(
+            state=state, grid=self.directory.expand(grid) if grid else None, cls=cls, since=since,
+            limit=limit, scope=self.directory.scope(caller) if caller is not None else None)
 
     async def get_incident(self, incident_id: str) -> dict[str, Any] | None:
         return await self.db.get_incident(incident_id)
@@ -118,6 +134,10 @@ class RuntimeView:
         if token is None:
             return CONTROL_ROOM if self.cfg.http.anonymous == "operator" else None
         return self.directory.caller_for_token(token)
+
+    def holds_token(self, person_id: str) -> bool:
+        person = self.directory.by_id.get(person_id)
+        return person is not None and person.token is not None
 
     def can_see(self, caller: Caller, incident: dict[str, Any]) -> bool:
         return self.directory.can_see(caller, incident)
@@ -161,3 +181,30 @@ class RuntimeView:
         if done and self.service.on_queued is not None:
             self.service.on_queued()
         return done
+
+    async def report_incident(self, caller: Caller, report: Report) -> tuple[dict[str, Any], bool]:
+        from zoneinfo import ZoneInfo
+
+        from alerts.classification import is_night
+        from alerts.reports import open_report
+
+        # night as the alert engine sees it, so a report and a sensor alert of one kind get one class
+        night = self.cfg.demo.force_night or is_night(self.service.clock(), self.cfg.alerts.night,
+                                                      ZoneInfo(self.cfg.hub.timezone))
+        opened, created = await open_report(self.service, caller, report, night=night)
+        if created:
+            self.metrics.incidents.labels(kind=report.kind).inc()
+        return opened, created
+
+    async def silences(self, caller: Caller) -> list[dict[str, Any]]:
+        from datetime import UTC
+
+        return await self.silence_admin.current(caller, datetime.now(UTC))
+
+    async def add_silence(self, caller: Caller, *, grid: str | None, source: str | None, kinds: Sequence[str],
+                          starts: datetime | None, ends: datetime, reason: str) -> dict[str, Any]:
+        return await self.silence_admin.add(caller, grid=grid, source=source, kinds=kinds, starts=starts,
+                                            ends=ends, reason=reason)
+
+    async def delete_silence(self, caller: Caller, silence_id: int) -> bool:
+        return await self.silence_admin.delete(caller, silence_id)

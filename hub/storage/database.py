@@ -175,12 +175,15 @@ class Database:
     async def list_incidents(
         self,
         state: str | None = None,
-        grid: str | None = None,
+        grid: str | Sequence[str] | None = None,
         cls: str | None = None,
         since: float | datetime | str | None = None,
         limit: int = 100,
+        *,
+        scope: incidents.Scope | None = None,
     ) -> list[dict[str, Any]]:
-        return await incidents.list_(self.pool, state=state, grid=grid, cls=cls, since=since, limit=limit)
+        return await incidents.list_(self.pool, state=state, grid=grid, cls=cls, since=since, limit=limit,
+                                     scope=scope)
 
     async def get_incident(self, incident_id: str) -> dict[str, Any] | None:
         return await incidents.get(self.pool, incident_id)

@@ -218,6 +218,20 @@ async def active_silences(conn: Conn, at: datetime) -> list[dict[str, Any]]:
     return [silence_dict(r) for r in await cur.fetchall()]
 
 
+async def current_silences(conn: Conn, at: datetime) -> list[dict[str, Any]]:
+    """Silences not yet over at ``at``: active ones and those that start later."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute("SELECT * FROM silences WHERE ends_at > %s ORDER BY starts_at, id", (at,))
+    return [silence_dict(r) for r in await cur.fetchall()]
+
+
+async def get_silence(conn: Conn, silence_id: int) -> dict[str, Any] | None:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute("SELECT * FROM silences WHERE id = %s", (silence_id,))
+    row = await cur.fetchone()
+    return silence_dict(row) if row is not None else None
+
+
 async def delete_silence(conn: Conn, silence_id: int) -> bool:
     cur = await conn.execute("DELETE FROM silences WHERE id = %s", (silence_id,))
     return cur.rowcount == 1

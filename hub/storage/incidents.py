@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, LiteralString
 
@@ -117,17 +118,38 @@ _SET: dict[str, LiteralString] = {
 }
 
 
-async def list_(pool: Pool, *, state: str | None = None, grid: str | None = None, cls: str | None = None,
-                since: float | datetime | str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    """Newest first. ``since`` filters on ``updated_at`` (new and changed incidents)."""
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What a caller may see: incidents in ``grids`` (every code, subtrees expanded; None = every grid)
+    or of ``department``; a department-only member sees only their department's, in their grids."""
+
+    grids: Sequence[str] | None
+    department: str | None = None
+    department_only: bool = False
+
+
+async def list_(pool: Pool, *, state: str | None = None, grid: str | Sequence[str] | None = None,
+                cls: str | None = None, since: float | datetime | str | None = None, limit: int = 100,
+                scope: Scope | None = None) -> list[dict[str, Any]]:
+    """Newest first. ``since`` filters on ``updated_at`` (new and changed incidents). ``grid`` is one
+    code or several (a subtree); ``scope`` limits the rows to what a caller may see, before ``limit``."""
     sql: LiteralString = _SELECT + " WHERE TRUE"
     params: list[Any] = []
     if state is not None:
         sql += " AND state = %s"
         params.append(state)
     if grid is not None:
-        sql += " AND grid = %s"
-        params.append(grid)
+        sql += " AND grid = ANY(%s)"
+        params.append([grid] if isinstance(grid, str) else list(grid))
+    if scope is not None and scope.department_only:
+        sql += " AND department = %s"
+        params.append(scope.department or "")
+    if scope is not None and scope.department_only and scope.grids is not None:
+        sql += " AND grid = ANY(%s)"
+        params.append(list(scope.grids))
+    elif scope is not None and scope.grids is not None:
+        sql += " AND (grid = ANY(%s) OR (%s::text IS NOT NULL AND department = %s))"
+        params += [list(scope.grids), scope.department, scope.department]
     if cls is not None:
         sql += " AND class = %s"
         params.append(cls)
@@ -159,6 +181,14 @@ async def get(pool: Pool, incident_id: str) -> dict[str, Any] | None:
         out = incident_dict(row)
         out["history"] = await _history(conn, incident_id)
     return out
+
+
+async def get_by_idem_key(pool: Pool, idem_key: str) -> dict[str, Any] | None:
+    """The incident opened with ``idem_key`` (with history), or None."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT id FROM incidents WHERE idem_key = %s", (idem_key,))
+        row = await cur.fetchone()
+    return await get(pool, str(row[0])) if row is not None else None
 
 
 async def lock(conn: Conn, incident_id: str) -> dict[str, Any]:

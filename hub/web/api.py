@@ -105,6 +105,10 @@ async def sources(request: web.Request) -> web.Response:
 async def list_incidents(request: web.Request) -> web.Response:
     view = request.app[VIEW]
     try:
+        caller = caller_of(request)
+    except Unauthorized as exc:
+        return unauthorized(exc)
+    try:
         state = _choice(request, "state", INCIDENT_STATES)
         cls = _choice(request, "class", INCIDENT_CLASSES)
         raw_since = request.query.get("since", "").strip()
@@ -113,11 +117,7 @@ async def list_incidents(request: web.Request) -> web.Response:
     except BadQuery as exc:
         return json_error(400, f"invalid query parameter '{exc.param}'", str(exc))
     grid = request.query.get("grid", "").strip() or None
-    try:
-        caller = caller_of(request)
-    except Unauthorized as exc:
-        return unauthorized(exc)
-    items = await view.list_incidents(state, grid, cls, since, limit)
+    items = await view.list_incidents(state, grid, cls, since, limit, caller=caller)
     return json_ok([i for i in items if view.can_see(caller, i)])
 
 
@@ -138,6 +138,10 @@ async def get_incident(request: web.Request) -> web.Response:
 async def incident_action(request: web.Request) -> web.Response:
     view = request.app[VIEW]
     incident_id = request.match_info["incident_id"]
+    try:
+        caller_of(request)  # credentials first: a stranger learns nothing from body validation
+    except Unauthorized as exc:
+        return unauthorized(exc)
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from hub.web import api, dispatch_api, files, openapi, video
+from hub.web import api, dispatch_api, files, openapi, report_api, silences_api, video
 from hub.web.events import EventStream
 from hub.web.jsonio import json_error
 from hub.web.keys import EVENTS, FEEDS, VIEW, WEB_METRICS
@@ -57,6 +57,8 @@ def create_app(view: HubView) -> web.Application:
 
     app.add_routes(api.routes)
     app.add_routes(dispatch_api.routes)
+    app.add_routes(report_api.routes)
+    app.add_routes(silences_api.routes)
     app.router.add_get("/api/cameras/{camera_id}/snapshot.jpg", video.snapshot)
     app.router.add_get("/api/cameras/{camera_id}/live.mjpeg", video.live)
     app.router.add_get("/api/openapi.json", openapi.openapi)

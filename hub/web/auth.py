@@ -1,7 +1,8 @@
 """Who is calling: ``Authorization: Bearer <token>`` → the person owning the token (``people:``).
 
 Without a token the caller is the control room's operator (``http.anonymous: operator``, the
-default for a hub on a control-room LAN) or the request is refused (``http.anonymous: none``).
+default for a hub on a control-room LAN) or the request is refused (``http.anonymous: none``). The
+console may name who sits at it (body ``actor``), but never a person who has a token.
 A wrong token is always refused: 401 with ``WWW-Authenticate: Bearer``. Tokens are never logged.
 """
 
@@ -38,7 +39,10 @@ def caller_of(request: web.Request, acting_as: object = None) -> Caller:
     if caller is None:
         raise Unauthorized("unknown token" if token else "a bearer token is required")
     if token is None and isinstance(acting_as, str) and acting_as.strip():
-        caller = dataclasses.replace(caller, id=acting_as.strip()[:200])
+        actor = acting_as.strip()[:200]
+        if request.app[VIEW].holds_token(actor):  # nobody signs as a person who has credentials
+            raise Unauthorized(f"{actor} has an API token: send it as Authorization: Bearer")
+        caller = dataclasses.replace(caller, id=actor)
     return caller
 
 

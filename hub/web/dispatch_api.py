@@ -76,7 +76,8 @@ async def retry(request: web.Request) -> web.Response:
     if (denied := _denied(request)) is not None:
         return denied
     raw = request.match_info["job_id"]
-    if not raw.isdigit() or not await request.app[VIEW].retry_dead(int(raw)):
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18) or not await request.app[VIEW].retry_dead(
+            int(raw)):
         return json_error(404, "no such dead job", {"id": raw})
     return json_ok({"id": int(raw), "state": "pending"})
 
@@ -99,5 +100,6 @@ async def kpis(request: web.Request) -> web.Response:
         return json_error(400, "invalid query parameter 'since'/'until'", str(exc))
     grid = request.query.get("grid") or None
     rows = await view.kpis(since, until, grid)
-    visible = [r for r in rows if view.can_see(caller, {"grid": r["grid"]})]
+    # a KPI row covers a whole grid: visible to whoever serves that grid (a department's members too)
+    visible = [r for r in rows if view.can_see(caller, {"grid": r["grid"], "department": caller.department})]
     return json_ok(visible)

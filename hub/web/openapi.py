@@ -19,6 +19,15 @@ _STR = {"type": "string"}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
 _ARR = {"type": "array", "items": {"type": "object"}}
 
+_ATTACHMENTS = {
+    "type": "array",
+    "maxItems": 10,
+    "items": {
+        "type": "object",
+        "properties": {"kind": _STR, "url": {"type": "string", "pattern": "^/evidence/"}, "name": _STR},
+    },
+}
+
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -90,18 +99,63 @@ SCHEMAS: dict[str, Any] = {
             "note": {"type": "string", "maxLength": 2000},
             "satisfaction": {"enum": list(SATISFACTION)},
             "actor": _STR,
-            "attachments": {
-                "type": "array",
-                "maxItems": 10,
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "kind": _STR,
-                        "url": {"type": "string", "pattern": "^/evidence/"},
-                        "name": _STR,
-                    },
-                },
+            "attachments": _ATTACHMENTS,
+        },
+    },
+    "Report": {
+        "type": "object",
+        "required": ["kind", "title", "grid"],
+        "additionalProperties": False,
+        "properties": {
+            "kind": {
+                "type": "string",
+                "pattern": "^[a-z][a-z0-9_]{0,63}$",
+                "examples": ["report", "fire_hazard"],
             },
+            "title": {"type": "string", "minLength": 1, "maxLength": 200},
+            "grid": {"type": "string", "description": "a known grid within the caller's grids"},
+            "class": {"enum": list(CLASSES), "description": "default: by dispatch.rules for kind"},
+            "note": {"type": "string", "maxLength": 2000},
+            "location": {
+                "type": "array",
+                "items": {"type": "number"},
+                "minItems": 2,
+                "maxItems": 2,
+                "description": "[lon, lat]",
+            },
+            "attachments": _ATTACHMENTS,
+            "actor": {
+                "type": "string",
+                "description": "the operator's name when the control room calls without a token",
+            },
+        },
+    },
+    "Silence": {
+        "type": "object",
+        "properties": {
+            "id": {"type": ["integer", "string"], "description": "config ones: config:<n>"},
+            "grid": {"type": ["string", "null"]},
+            "source": {"type": ["string", "null"]},
+            "kinds": {"type": "array", "items": _STR},
+            "starts_at": _TIME,
+            "ends_at": _TIME,
+            "reason": _STR,
+            "created_by": _STR,
+            "active": {"type": "boolean"},
+        },
+    },
+    "NewSilence": {
+        "type": "object",
+        "required": ["ends", "reason"],
+        "additionalProperties": False,
+        "description": "exactly one of grid or source",
+        "properties": {
+            "grid": _STR,
+            "source": {"type": "string", "description": "camera or device id"},
+            "kinds": {"type": "array", "items": _STR, "maxItems": 50, "description": "empty = every kind"},
+            "starts": {"type": "string", "format": "date-time", "description": "default now"},
+            "ends": {"type": "string", "format": "date-time", "description": "future, at most 30 days ahead"},
+            "reason": {"type": "string", "minLength": 1, "maxLength": 500},
         },
     },
     "Job": {
@@ -198,6 +252,49 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "409": "not allowed from the current state",
         },
     },
+    ("POST", "/api/incidents"): {
+        "summary": "Report an incident by hand (a resident's call, a patrol's finding); it is classified and "
+        "dispatched like any alert's",
+        "params": [
+            _param(
+                "Idempotency-Key",
+                "header",
+                {"type": "string", "minLength": 1, "maxLength": 200},
+                "a retry with the same key returns the first attempt's incident (200) instead of a second",
+            ),
+        ],
+        "body": _ref("Report"),
+        "success": {"201": "opened", "200": "replayed: opened before with this Idempotency-Key"},
+        "ok": _ref("Incident"),
+        "errors": {
+            "400": "bad body, header or unknown grid",
+            "401": "bad token",
+            "403": "role may not report, or grid outside the caller's",
+            "422": "Idempotency-Key used before for a different report",
+        },
+    },
+    ("GET", "/api/silences"): {
+        "summary": "Silences not over yet (config and run-time) in the caller's grids",
+        "ok": {"type": "array", "items": _ref("Silence")},
+    },
+    ("POST", "/api/silences"): {
+        "summary": "Silence a grid (and below) or a source until ends (operator, admin, grid leader)",
+        "body": _ref("NewSilence"),
+        "success": {"201": "added"},
+        "ok": _ref("Silence"),
+        "errors": {"400": "bad body or unknown grid", "401": "bad token", "403": "role or grid may not"},
+    },
+    ("DELETE", "/api/silences/{silence_id}"): {
+        "summary": "Lift a silence added at run time",
+        "params": [_param("silence_id", "path")],
+        "success": {"204": "lifted"},
+        "errors": {
+            "401": "bad token",
+            "403": "role or grid may not",
+            "404": "no such silence",
+            "409": "a config silence (edit the config)",
+        },
+    },
     ("GET", "/api/kpis"): {
         "summary": "办结率, 满意率, times, overdue per grid and local day",
         "params": [_param("since"), _param("until"), _param("grid")],
@@ -256,9 +353,12 @@ def document(app: web.Application) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for method, path in sorted(api_paths(app)):
         op = OPERATIONS.get((method, path), {"summary": path, "ok": {}})
-        responses: dict[str, Any] = {
-            "200": ({"description": "OK", "content": {op["image"]: {}}} if "image" in op else _json(op["ok"]))
-        }
+        responses: dict[str, Any] = {}
+        if "image" in op:
+            responses["200"] = {"description": "OK", "content": {op["image"]: {}}}
+        else:
+            for code, desc in op.get("success", {"200": "OK"}).items():
+                responses[code] = {"description": desc} if code == "204" else _json(op["ok"], desc)
         for code, desc in op.get("errors", {"400": "bad request", "401": "bad token"}).items():
             responses[code] = _json(_ref("Error"), desc)
         entry: dict[str, Any] = {

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from alerts.people import Caller
+    from alerts.reports import Report
     from detectors.detections import Detections
     from hub.bus import Bus
     from hub.config import HubConfig
@@ -63,9 +64,11 @@ class HubView(Protocol):
         ...
 
     async def list_incidents(
-        self, state: str | None, grid: str | None, cls: str | None, since: datetime | None, limit: int
+        self, state: str | None, grid: str | None, cls: str | None, since: datetime | None, limit: int,
+        *, caller: Caller | None = None,
     ) -> list[dict[str, Any]]:
-        """Incidents newest first; ``since`` is timezone-aware (UTC)."""
+        """Incidents newest first; ``since`` is timezone-aware (UTC); ``grid`` includes the grids below
+        it; with ``caller``, only what the caller may see (before ``limit``)."""
         ...
 
     async def get_incident(self, incident_id: str) -> dict[str, Any] | None:
@@ -75,6 +78,10 @@ class HubView(Protocol):
     def caller(self, token: str | None) -> Caller | None:
         """Who is calling: the person owning ``token``; without one, the control room (or None when
         ``http.anonymous`` is ``none``); an unknown token is None."""
+        ...
+
+    def holds_token(self, person_id: str) -> bool:
+        """True if ``person_id`` is a configured person with an API token (who must then use it)."""
         ...
 
     def can_see(self, caller: Caller, incident: dict[str, Any]) -> bool:
@@ -108,4 +115,24 @@ class HubView(Protocol):
 
     async def retry_dead(self, job_id: int) -> bool:
         """Move a dead job back to the queue; False if there is no such dead job."""
+        ...
+
+    async def report_incident(self, caller: Caller, report: Report) -> tuple[dict[str, Any], bool]:
+        """Open an incident a person reports by hand (``alerts.reports.open_report``); returns it with
+        history and True, or the incident an earlier attempt with the same idempotency key opened and
+        False. Raises :class:`hub.errors.Forbidden` (role or grid) and ``alerts.reports.UnknownGrid``."""
+        ...
+
+    async def silences(self, caller: Caller) -> list[dict[str, Any]]:
+        """Silences not over yet (config ones ``config:<n>`` and stored ones) in the caller's grids."""
+        ...
+
+    async def add_silence(self, caller: Caller, *, grid: str | None, source: str | None, kinds: Sequence[str],
+                          starts: datetime | None, ends: datetime, reason: str) -> dict[str, Any]:
+        """Store a silence; the alert engine sees it at once. Raises :class:`hub.errors.Forbidden` and
+        ``alerts.reports.UnknownGrid``."""
+        ...
+
+    async def delete_silence(self, caller: Caller, silence_id: int) -> bool:
+        """Lift a stored silence; False if there is none. Raises :class:`hub.errors.Forbidden`."""
         ...

@@ -33,6 +33,7 @@ from alerts import lifecycle
 from alerts.channels.base import Notice
 from alerts.channels.ws import WsChannel
 from alerts.people import CONTROL_ROOM, Caller
+from alerts.reports import Report
 from detectors.detections import Detections
 from hub.bus import Bus
 from hub.config import CameraConfig, DeviceConfig, HttpSection, HubConfig, ZoneConfig
@@ -115,6 +116,8 @@ class MemoryView:
     incidents: dict[str, dict[str, Any]] = field(default_factory=dict)
     online: set[str] = field(default_factory=set)
     list_calls: list[dict[str, Any]] = field(default_factory=list)
+    reports: list[tuple[Caller, Report]] = field(default_factory=list)
+    silence_rows: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok" if self.online else "degraded",
@@ -137,7 +140,8 @@ class MemoryView:
         return self.frames.get(camera_id)
 
     async def list_incidents(self, state: str | None, grid: str | None, cls: str | None,
-                             since: datetime | None, limit: int) -> list[dict[str, Any]]:
+                             since: datetime | None, limit: int, *,
+                             caller: Caller | None = None) -> list[dict[str, Any]]:
         self.list_calls.append({"state": state, "grid": grid, "cls": cls, "since": since, "limit": limit})
         out = [i for i in self.incidents.values()
                if (state is None or i["state"] == state) and (grid is None or i["grid"] == grid)
@@ -150,6 +154,9 @@ class MemoryView:
 
     def caller(self, token: str | None) -> Caller | None:
         return CONTROL_ROOM if token is None else None
+
+    def holds_token(self, person_id: str) -> bool:
+        return person_id == "token-holder"
 
     def can_see(self, caller: Caller, incident: dict[str, Any]) -> bool:
         return True
@@ -181,6 +188,29 @@ class MemoryView:
     async def kpis(self, since: datetime | None, until: datetime | None,
                    grid: str | None) -> list[dict[str, Any]]:
         return []
+
+    async def report_incident(self, caller: Caller, report: Report) -> tuple[dict[str, Any], bool]:
+        self.reports.append((caller, report))
+        inc = make_incident(len(self.incidents) + 1, cls=report.cls or "general", grid=report.grid,
+                            opened_at=time.time())
+        inc["title"] = report.title
+        self.incidents[inc["id"]] = inc
+        return inc, True
+
+    async def silences(self, caller: Caller) -> list[dict[str, Any]]:
+        return list(self.silence_rows.values())
+
+    async def add_silence(self, caller: Caller, *, grid: str | None, source: str | None, kinds: Sequence[str],
+                          starts: datetime | None, ends: datetime, reason: str) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "id": len(self.silence_rows) + 1, "grid": grid, "source": source, "kinds": list(kinds),
+            "starts_at": (starts or datetime.now(UTC)).isoformat(), "ends_at": ends.isoformat(),
+            "reason": reason, "created_by": caller.id, "active": True}
+        self.silence_rows[row["id"]] = row
+        return row
+
+    async def delete_silence(self, caller: Caller, silence_id: int) -> bool:
+        return self.silence_rows.pop(silence_id, None) is not None
 
     def put_frame(self, camera_id: str, scene: Scene, seq: int) -> Frame:
         frame = Frame(camera_id, seq, time.time(), scene.image, scene.source_size)
@@ -345,6 +375,11 @@ async def test_incident_actions(client: TestClient[Any, Any], view: MemoryView) 
                                    "at": body["history"][-1]["at"], "note": "网格员已接单"}
     assert (await asyncio.wait_for(sub.get(), 1))[1]["state"] == "accepted"
 
+    # the console may not sign as a person who has a token
+    r = await client.post("/api/incidents/inc1/actions", json={"action": "arrive", "actor": "token-holder"})
+    assert r.status == 401
+    assert "token-holder has an API token" in (await r.json())["detail"]
+
     # illegal transition → 409 with the allowed actions
     r = await client.post("/api/incidents/inc1/actions", json={"action": "close"})
     assert r.status == 409
@@ -366,6 +401,93 @@ async def test_incident_actions(client: TestClient[Any, Any], view: MemoryView) 
     r = await client.post("/api/incidents/inc1/actions", json={"action": "resolve", "note": 5})
     assert r.status == 400
     assert view.incidents["inc1"]["state"] == "accepted"
+
+
+REPORT = {"kind": "report", "title": "居民来电 楼道堆物", "grid": "440106001001"}
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({**REPORT, "kind": ""}, "kind"), ({**REPORT, "kind": "Fire Hazard"}, "kind"),
+    ({k: v for k, v in REPORT.items() if k != "title"}, "title"), ({**REPORT, "title": "x" * 201}, "title"),
+    ({**REPORT, "title": "  "}, "title"), ({**REPORT, "grid": 7}, "grid"),
+    ({**REPORT, "class": "urgent"}, "class"),
+    ({**REPORT, "note": "x" * 2001}, "note"), ({**REPORT, "location": [200, 10]}, "location"),
+    ({**REPORT, "location": [113.2]}, "location"), ({**REPORT, "location": [True, 1]}, "location"),
+    ({**REPORT, "attachments": [{"url": "/etc/passwd"}]}, "attachments"),
+    ({**REPORT, "attachments": [{"url": "/evidence/a.jpg"}] * 11}, "attachments"),
+    ({**REPORT, "actor": ""}, "actor"), ({**REPORT, "titel": "typo"}, None), (["report"], None),
+])
+async def test_report_bad_body_is_400(client: TestClient[Any, Any], view: MemoryView,
+                                      body: object, field: str | None) -> None:
+    r = await client.post("/api/incidents", json=body)
+    assert r.status == 400
+    got = await r.json()
+    assert got["error"]
+    if field is not None:
+        assert got["detail"]["field"] == field
+    assert view.reports == []  # never reached the runtime
+
+
+async def test_report_header_and_json_checked(client: TestClient[Any, Any], view: MemoryView) -> None:
+    for key in ("", "x" * 201, "键"):
+        r = await client.post("/api/incidents", json=REPORT, headers={"Idempotency-Key": key})
+        assert r.status == 400, key
+        assert "Idempotency-Key" in (await r.json())["error"]
+    r = await client.post("/api/incidents", data=b"{", headers={"Content-Type": "application/json"})
+    assert r.status == 400
+    assert view.reports == []
+    r = await client.post("/api/incidents", json={**REPORT, "location": [113.26, 23.13]},
+                          headers={"Idempotency-Key": "call-2025-0001"})
+    assert r.status == 201
+    assert r.headers["Location"] == f"/api/incidents/{(await r.json())['id']}"
+    caller, report = view.reports[0]
+    assert caller == CONTROL_ROOM
+    assert report == Report(kind="report", title=REPORT["title"], grid=REPORT["grid"],
+                            location=(113.26, 23.13), idem_key="call-2025-0001")
+
+
+@pytest.mark.parametrize("body", [
+    {"ends": "2099-01-01T00:00:00Z", "reason": "x"},  # neither grid nor source
+    {"grid": "g", "source": "s", "ends": "2099-01-01T00:00:00Z", "reason": "x"},  # both
+    {"grid": "g", "reason": "x"},  # no end
+    {"grid": "g", "ends": "2001-01-01T00:00:00Z", "reason": "x"},  # over
+    {"grid": "g", "ends": "2099-01-01T00:00:00Z", "reason": "x"},  # too far ahead
+    {"grid": "g", "ends": "soon", "reason": "x"},
+    {"grid": "g", "ends": "+3600", "starts": True, "reason": "x"},
+    {"grid": "g", "ends": "+3600"},  # no reason
+    {"grid": "g", "ends": "+3600", "reason": "x", "kinds": "door_forced"},
+    {"grid": "g", "ends": "+3600", "reason": "x", "until": "later"},
+    [],
+])
+async def test_silence_bad_body_is_400(client: TestClient[Any, Any], view: MemoryView, body: Any) -> None:
+    if isinstance(body, dict) and body.get("ends") == "+3600":
+        body["ends"] = str(time.time() + 3600)  # epoch seconds are accepted too
+    r = await client.post("/api/silences", json=body)
+    assert r.status == 400, await r.text()
+    assert (await r.json())["error"]
+    assert view.silence_rows == {}
+
+
+async def test_silence_routes_with_the_view(client: TestClient[Any, Any], view: MemoryView) -> None:
+    ends = datetime.fromtimestamp(time.time() + 3600, UTC)
+    starts = datetime.fromtimestamp(time.time() + 60, UTC)
+    r = await client.post("/api/silences", json={"source": "gate", "kinds": ["intrusion", "intrusion"],
+                                                 "starts": starts.isoformat(), "ends": ends.isoformat(),
+                                                 "reason": "镜头清洁 lens cleaning"})
+    assert r.status == 201
+    made = await r.json()
+    assert made["kinds"] == ["intrusion"]  # duplicates dropped
+    assert made["starts_at"] == starts.isoformat()
+    r = await client.post("/api/silences", json={"source": "gate", "starts": ends.isoformat(),
+                                                 "ends": starts.isoformat(), "reason": "x"})
+    assert r.status == 400
+    assert (await r.json())["error"] == "ends must be after starts"
+    assert [s["id"] for s in await (await client.get("/api/silences")).json()] == [made["id"]]
+    for bad in ("abc", "config:0", "99999999999999999999", "²"):
+        assert (await client.delete(f"/api/silences/{bad}")).status == 404, bad
+    r = await client.delete(f"/api/silences/{made['id']}")
+    assert r.status == 204
+    assert (await client.delete(f"/api/silences/{made['id']}")).status == 404
 
 
 async def test_unknown_route_and_method_are_json(client: TestClient[Any, Any]) -> None:
@@ -694,7 +816,13 @@ async def test_openapi_documents_every_api_route(client: TestClient[Any, Any]) -
     assert served == set(OPERATIONS)  # nothing served undocumented, nothing documented unserved
     for method, path in served:
         op = doc["paths"][path][method.lower()]
-        assert op["summary"] and "200" in op["responses"]
+        assert op["summary"] and any(code.startswith("2") for code in op["responses"])
+    report = doc["paths"]["/api/incidents"]["post"]
+    assert {"200", "201", "400", "403", "422"} <= set(report["responses"])
+    assert report["parameters"][0]["name"] == "Idempotency-Key"
+    assert report["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/Report")
+    assert "204" in doc["paths"]["/api/silences/{silence_id}"]["delete"]["responses"]
+    assert set(doc["components"]["schemas"]["NewSilence"]["required"]) == {"ends", "reason"}
     action = doc["paths"]["/api/incidents/{incident_id}/actions"]["post"]
     assert action["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/Action")
     assert set(doc["components"]["schemas"]["Action"]["properties"]["action"]["enum"]) == {
