@@ -60,28 +60,6 @@ def resolve_cameras(cameras: list[CameraBase], state_dir: Path) -> list[CameraBa
     return out
 
 
-def node_id(state_dir: Path) -> str:
-    """This hub's stable node id (kept in the state dir): names the delivery leases it holds."""
-    path = state_dir / "node-id"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        import secrets
-        import socket
-
-        node = f"{socket.gethostname()}-{secrets.token_hex(3)}"
-        path.write_text(node + "\n")
-        return node
-
-
-async def run_timers(service: Any, poll_s: float) -> None:
-    """Fire due SLA timers (they live in the database: what fell due while the hub was down fires now)."""
-    while True:
-        await service.fire_due()
-        due_in = await service.next_due_in()
-        await asyncio.sleep(poll_s if due_in is None else min(poll_s, max(0.05, due_in)))
-
-
 class Hub:
     def __init__(self, cfg: HubConfig) -> None:
         self.cfg = cfg
@@ -133,7 +111,6 @@ class Hub:
             if fall_backend is not None:
                 stack.callback(fall_backend.close)
 
-            from alerts.engine import AlertEngine
             from alerts.evidence import EvidenceStore
             from detectors.analyzer import Analyzer
 
@@ -148,38 +125,17 @@ class Hub:
                 return (res.frame, res.detections) if res is not None else None
 
             evidence = EvidenceStore(evidence_dir, frames)
-            from alerts.camera_health import CameraWatch
-            from alerts.grids import GridTree
-            from alerts.ptz import PresetMover, ptz_command
-            from alerts.silences import Silences
+            from hub.loop_wiring import ClosedLoop
 
-            service, dispatcher = self._dispatch(db, mqtt, state_dir)
-            silences = Silences(self.cfg.silences, service.directory.tree, db)  # engine's and the API's
-            engine = AlertEngine(self.cfg.alerts, cameras, self.cfg.devices, self.bus, db, evidence,
-                                 metrics=self.metrics, force_night=self.cfg.demo.force_night,
-                                 timezone=self.cfg.hub.timezone,
-                                 grids=GridTree(self.cfg.grids).grid_map(self.cfg), service=service,
-                                 silences=silences,
-                                 ptz=PresetMover(self.cfg.devices, ptz_command(readers), db))
+            loop = ClosedLoop(self.cfg, self.bus, self.metrics, db, self.components)
+            service = loop.start(mqtt, state_dir)
 
             tasks: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
                 f"camera:{cid}": r.run for cid, r in readers.items()
             }
             self._add_source_tasks(mqtt, state_dir, tasks)
             tasks["analyzer"] = lambda: analyzer.run(readers)
-            tasks["alerts"] = engine.run
-            if self.cfg.alerts.camera_offline_after_s > 0:
-                tasks["camera-watch"] = CameraWatch(
-                    cameras, self.bus, after_s=self.cfg.alerts.camera_offline_after_s,
-                    online=lambda cid: cid in readers and readers[cid].online,
-                    on_offline=engine.handle_camera_offline, on_online=engine.handle_camera_online).run
-            tasks["dispatcher"] = dispatcher.run
-            tasks["sla-timers"] = lambda: run_timers(service, self.cfg.dispatch.timer_poll_s)
-            from alerts.kpis import KpiGauges
-
-            gauges = KpiGauges(self.metrics, db.pool, tz=self.cfg.hub.timezone,
-                               grid_codes=[g.code for g in self.cfg.grids])
-            tasks["kpi-gauges"] = lambda: gauges.run(30.0)
+            silences = loop.alert_tasks(cameras, readers, evidence, tasks)
             tasks["reader-metrics"] = lambda: self._sync_reader_metrics(readers)
             device_hub = await self._add_mqtt_tasks(stack, mqtt, tasks)
 
@@ -189,7 +145,8 @@ class Hub:
                                device_hub, evidence_dir, self.components, self.source_devices,
                                self.supervisors, service=service, silences=silences)
             await self._start_web(stack, view)
-            self._add_demo_patrol(tasks)
+            if self.http_url is not None and (patrol := loop.demo_patrol(self.http_url)) is not None:
+                tasks["demo-patrol"] = patrol
             self._banner(cameras, time.monotonic() - started)
             # Start-up built large, long-lived object graphs (ONVIF WSDL types, models): move them out
             # of the collector's reach so full collections stay short (measured 62 -> ~26 ms).
@@ -198,63 +155,6 @@ class Hub:
             await self._run_tasks(tasks)
             log.info("stopping: flushing writes and stopping embedded services")
         log.info("hub stopped")
-
-    def _dispatch(self, db: Any, mqtt: Any, state_dir: Path) -> tuple[Any, Any]:
-        """The closed loop's service and the delivery workers on the configured durable queue."""
-        from alerts.channels.mqtt import MqttChannel
-        from alerts.channels.ws import WsChannel
-        from alerts.dispatcher import ChannelSet, Dispatcher
-        from alerts.people import Directory
-        from alerts.service import IncidentService
-
-        cfg = self.cfg.dispatch
-        node = node_id(state_dir)
-        queue: Any
-        if cfg.backend == "nats":
-            from alerts.queue_nats import NatsQueue
-
-            queue = NatsQueue(db.pool, node, url=cfg.nats_url, lease_s=cfg.lease_s)
-        else:
-            from alerts.queue import PgQueue
-
-            queue = PgQueue(db.pool, node, lease_s=cfg.lease_s)
-        self.components["dispatch"] = "ok"
-        log.info("dispatch queue: %s (node %s)", cfg.backend, node)
-        channels = ChannelSet(self.cfg.people, ws=WsChannel(self.bus),
-                              mqtt=MqttChannel(mqtt, self.cfg.mqtt.topic_prefix))
-
-        async def latest(incident_id: str) -> dict[str, Any] | None:
-            got: dict[str, Any] | None = await db.get_incident(incident_id)
-            if got is not None:
-                got.pop("history", None)
-            return got
-
-        dispatcher = Dispatcher(queue, channels, cfg, self.metrics, refresh=latest)
-        wake = getattr(queue, "wake", None)
-
-        def queued() -> None:
-            dispatcher.wake()
-            if wake is not None:
-                wake()
-
-        service = IncidentService(db, Directory(self.cfg.people, self.cfg.grids), cfg, self.bus,
-                                  settle_s=1.0, on_queued=queued)
-        return service, dispatcher
-
-    def _add_demo_patrol(self, tasks: dict[str, Callable[[], Coroutine[Any, Any, Any]]]) -> None:
-        if not self.cfg.demo.patrol or self.http_url is None:
-            return
-        from hub.demo_patrol import DemoPatrol
-
-        def token(role: str) -> str | None:
-            person = next((p for p in self.cfg.people if role in p.roles and p.token is not None), None)
-            return person.token.get_secret_value() if person is not None and person.token else None
-
-        patrol = token("patrol")
-        if patrol is None:
-            log.warning("demo.patrol: no person with role patrol and a token; the patrol is not simulated")
-            return
-        tasks["demo-patrol"] = DemoPatrol(self.http_url, patrol, token("operator")).run
 
     def _context(self, mqtt: Any, state_dir: Path, source_id: str) -> Any:
         from adapters.base import AdapterContext
