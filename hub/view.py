@@ -173,6 +173,17 @@ class RuntimeView:
             return await daily_kpis(conn, since=since or start - timedelta(days=6), until=until or end,
                                     tz=self.cfg.hub.timezone, grid=grid)
 
+    async def alert_quality(self, since: datetime | None, until: datetime | None,
+                            caller: Caller) -> list[dict[str, Any]]:
+        from datetime import UTC, timedelta
+
+        from alerts.alert_quality import alert_quality
+
+        now = datetime.now(UTC)
+        async with self.db.pool.connection() as conn:
+            return await alert_quality(conn, since=since or now - timedelta(days=30), until=until or now,
+                                       grids=self.directory.scope(caller).grids)
+
     async def retry_dead(self, job_id: int) -> bool:
         from hub.storage import dispatch
 

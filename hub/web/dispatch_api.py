@@ -11,6 +11,8 @@ default: the last 7 local days.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from aiohttp import web
 
 from hub.web import api
@@ -82,21 +84,38 @@ async def retry(request: web.Request) -> web.Response:
     return json_ok({"id": int(raw), "state": "pending"})
 
 
+def _period(request: web.Request, tz: str) -> tuple[datetime | None, datetime | None]:
+    until = api.parse_since(request.query["until"], tz) if request.query.get("until") else None
+    since = api.parse_since(request.query["since"], tz) if request.query.get("since") else None
+    return since, until
+
+
+@routes.get("/api/kpis/alerts")
+async def alert_quality(request: web.Request) -> web.Response:
+    """False alarms per alert kind and source, with the most frequent reasons (default 30 days)."""
+    view = request.app[VIEW]
+    try:
+        caller = caller_of(request)
+    except Unauthorized as exc:
+        return unauthorized(exc)
+    try:
+        since, until = _period(request, view.cfg.hub.timezone)
+    except api.BadQuery as exc:
+        return json_error(400, "invalid query parameter 'since'/'until'", str(exc))
+    return json_ok(await view.alert_quality(since, until, caller))
+
+
 @routes.get("/api/kpis")
 async def kpis(request: web.Request) -> web.Response:
-
-    from hub.web.api import BadQuery, parse_since
 
     view = request.app[VIEW]
     try:
         caller = caller_of(request)
     except Unauthorized as exc:
         return unauthorized(exc)
-    tz = view.cfg.hub.timezone
     try:
-        until = parse_since(request.query["until"], tz) if request.query.get("until") else None
-        since = parse_since(request.query["since"], tz) if request.query.get("since") else None
-    except BadQuery as exc:
+        since, until = _period(request, view.cfg.hub.timezone)
+    except api.BadQuery as exc:
         return json_error(400, "invalid query parameter 'since'/'until'", str(exc))
     grid = request.query.get("grid") or None
     rows = await view.kpis(since, until, grid)

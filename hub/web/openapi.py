@@ -295,6 +295,14 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "409": "a config silence (edit the config)",
         },
     },
+    ("GET", "/api/kpis/alerts"): {
+        "summary": "Alert quality: false alarms per alert kind and source, with the top reasons",
+        "params": [_param("since"), _param("until")],
+        "ok": {"type": "array", "items": {"type": "object", "properties": {
+            "kind": _STR, "source_type": _STR, "source_id": _STR, "incidents": {"type": "integer"},
+            "false_alarms": {"type": "integer"}, "false_alarm_rate": {"type": "number"},
+            "reasons": {"type": "array", "items": {"type": "object"}}}}},
+    },
     ("GET", "/api/kpis"): {
         "summary": "办结率, 满意率, times, overdue per grid and local day",
         "params": [_param("since"), _param("until"), _param("grid")],

@@ -113,6 +113,12 @@ class HubView(Protocol):
         """KPIs per grid and local day (``alerts.kpis.daily_kpis``); default the last 7 days."""
         ...
 
+    async def alert_quality(self, since: datetime | None, until: datetime | None,
+                            caller: Caller) -> list[dict[str, Any]]:
+        """False alarms per alert kind and source in the caller's grids (``alerts.alert_quality``);
+        default the last 30 days."""
+        ...
+
     async def retry_dead(self, job_id: int) -> bool:
         """Move a dead job back to the queue; False if there is no such dead job."""
         ...

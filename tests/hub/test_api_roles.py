@@ -180,6 +180,14 @@ def _kpis(cell: Cell) -> None:
         assert all({"day", "opened", "closed", "closure_rate", "overdue"} <= set(r) for r in cell.reply.body)
 
 
+def _alert_quality(cell: Cell) -> None:
+    if cell.reply.status == 200:
+        assert cell.reply.body, "the standing incidents are in the period"
+        for r in cell.reply.body:
+            assert {"kind", "source_type", "source_id", "incidents", "false_alarms", "false_alarm_rate",
+                    "reasons"} <= set(r), r
+
+
 def _action(name: str, action: str, start: Fresh, statuses: str, *, to: str | None = None,
             check: Callable[[Cell], None] | None = None, **extra: Any) -> Row:
     return Row(name, "POST", "/api/incidents/{id}/actions", statuses, {"action": action, **extra}, start,
@@ -256,6 +264,8 @@ MATRIX = [
         "401 401 403 403 403 403 404 403 403 404 403 404 404 401", target="999999999", check=_no_such_job),
     Row("kpis", "GET", "/api/kpis",
         ALL_OK, check=_kpis),
+    Row("alert quality", "GET", "/api/kpis/alerts",
+        ALL_OK, check=_alert_quality),
 ]
 
 

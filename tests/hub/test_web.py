@@ -185,6 +185,10 @@ class MemoryView:
     async def retry_dead(self, job_id: int) -> bool:
         return False
 
+    async def alert_quality(self, since: datetime | None, until: datetime | None,
+                            caller: Caller) -> list[dict[str, Any]]:
+        return []
+
     async def kpis(self, since: datetime | None, until: datetime | None,
                    grid: str | None) -> list[dict[str, Any]]:
         return []
