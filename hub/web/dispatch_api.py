@@ -15,6 +15,7 @@ from datetime import datetime
 
 from aiohttp import web
 
+from alerts.people import Caller
 from hub.web import api
 from hub.web.auth import Unauthorized, caller_of, unauthorized
 from hub.web.jsonio import json_error, json_ok
@@ -84,39 +85,36 @@ async def retry(request: web.Request) -> web.Response:
     return json_ok({"id": int(raw), "state": "pending"})
 
 
-def _period(request: web.Request, tz: str) -> tuple[datetime | None, datetime | None]:
-    until = api.parse_since(request.query["until"], tz) if request.query.get("until") else None
-    since = api.parse_since(request.query["since"], tz) if request.query.get("since") else None
-    return since, until
+def _period(request: web.Request) -> tuple[Caller, datetime | None, datetime | None] | web.Response:
+    """The caller and the ``since``/``until`` query (the hub's zone when none is given), or the error."""
+    try:
+        caller = caller_of(request)
+    except Unauthorized as exc:
+        return unauthorized(exc)
+    tz = request.app[VIEW].cfg.hub.timezone
+    try:
+        until = api.parse_since(request.query["until"], tz) if request.query.get("until") else None
+        since = api.parse_since(request.query["since"], tz) if request.query.get("since") else None
+    except api.BadQuery as exc:
+        return json_error(400, "invalid query parameter 'since'/'until'", str(exc))
+    return caller, since, until
 
 
 @routes.get("/api/kpis/alerts")
 async def alert_quality(request: web.Request) -> web.Response:
     """False alarms per alert kind and source, with the most frequent reasons (default 30 days)."""
-    view = request.app[VIEW]
-    try:
-        caller = caller_of(request)
-    except Unauthorized as exc:
-        return unauthorized(exc)
-    try:
-        since, until = _period(request, view.cfg.hub.timezone)
-    except api.BadQuery as exc:
-        return json_error(400, "invalid query parameter 'since'/'until'", str(exc))
-    return json_ok(await view.alert_quality(since, until, caller))
+    if isinstance(asked := _period(request), web.Response):
+        return asked
+    caller, since, until = asked
+    return json_ok(await request.app[VIEW].alert_quality(since, until, caller))
 
 
 @routes.get("/api/kpis")
 async def kpis(request: web.Request) -> web.Response:
-
+    if isinstance(asked := _period(request), web.Response):
+        return asked
+    caller, since, until = asked
     view = request.app[VIEW]
-    try:
-        caller = caller_of(request)
-    except Unauthorized as exc:
-        return unauthorized(exc)
-    try:
-        since, until = _period(request, view.cfg.hub.timezone)
-    except api.BadQuery as exc:
-        return json_error(400, "invalid query parameter 'since'/'until'", str(exc))
     grid = request.query.get("grid") or None
     rows = await view.kpis(since, until, grid)
     # a KPI row covers a whole grid: visible to whoever serves that grid (a department's members too)

@@ -5,12 +5,13 @@ No cameras run; the analyzer holds a real SSD-MobileNet backend that nothing fee
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from adapters.mqtt_devices import DeviceHub
@@ -22,9 +23,10 @@ from alerts.service import IncidentService
 from alerts.settings import ClassRule, DispatchSection, SilenceConfig
 from alerts.silences import Silences
 from detectors.analyzer import Analyzer
+from detectors.backends import load_backend
 from detectors.backends.base import DetectorBackend
 from hub.bus import Bus
-from hub.config import DemoSection, DeviceConfig, HubConfig
+from hub.config import DemoSection, DeviceConfig, HubConfig, OpenCvDnnBackend
 from hub.metrics import Metrics
 from hub.state import LiveState
 from hub.storage import Database
@@ -40,6 +42,14 @@ STAFF = [
     person("fitter", ["integrator"], [], token="fitter-token-0123456789"),
     person("root", ["admin"], [], token="root-token-0123456789"),
 ]
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[DetectorBackend]:
+    """The detector the runtime's analyzer holds (no camera feeds it here); test modules assign it."""
+    model = load_backend(OpenCvDnnBackend())
+    yield model
+    model.close()
 
 
 def auth(person_id: str) -> dict[str, str]:

@@ -6,29 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from detectors.backends import load_backend
 from detectors.backends.base import DetectorBackend
-from hub.config import OpenCvDnnBackend
+from tests.hub import runtime_support
 from tests.hub.runtime_support import Runtime, auth, runtime
 from tests.support import pg
 
 pg_url = pg.pg_url
+backend = runtime_support.backend
 state_dir = pg.state_dir
 
 CALL = {"kind": "report", "title": "居民来电：楼道堆放杂物", "grid": "G1"}
-
-
-@pytest.fixture(scope="module")
-def backend() -> Iterator[DetectorBackend]:
-    model = load_backend(OpenCvDnnBackend())
-    yield model
-    model.close()
 
 
 @pytest.fixture

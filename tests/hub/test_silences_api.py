@@ -5,7 +5,6 @@ lets the next one open an incident; roles, grids and config silences are enforce
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,25 +12,18 @@ from typing import Any
 import pytest
 
 from alerts.settings import SilenceConfig
-from detectors.backends import load_backend
 from detectors.backends.base import DetectorBackend
-from hub.config import OpenCvDnnBackend
 from hub.events import SourceEvent
+from tests.hub import runtime_support
 from tests.hub.runtime_support import Runtime, auth, runtime
 from tests.support import pg
 
 pg_url = pg.pg_url
+backend = runtime_support.backend
 state_dir = pg.state_dir
 
 CONFIGURED = SilenceConfig(source="door2", kinds=["door_held_open"], ends=datetime(2099, 1, 1, tzinfo=UTC),
                            reason="门磁更换 sensor replacement")
-
-
-@pytest.fixture(scope="module")
-def backend() -> Iterator[DetectorBackend]:
-    model = load_backend(OpenCvDnnBackend())
-    yield model
-    model.close()
 
 
 @pytest.fixture

@@ -18,8 +18,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
-import os
-import secrets
 import socket
 import tempfile
 import threading
@@ -31,8 +29,6 @@ from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import psycopg
-
 from alerts.people import Caller, Directory
 from alerts.service import IncidentService
 from alerts.settings import PersonConfig
@@ -43,7 +39,7 @@ from hub.storage import Database
 from hub.storage import dispatch as jobs_sql
 from tests.adapters.mqtt_support import require_mosquitto
 from tests.alerts.loop_support import GRIDS, people, person
-from tests.support.pg import BASE_URL, schema_url
+from tests.support.pg import fresh_schema
 
 T = TypeVar("T")
 
@@ -73,19 +69,6 @@ def free_port() -> int:
 
 #: No proxy from the environment between the tests and a hub on loopback.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-@contextlib.contextmanager
-def fresh_schema() -> Iterator[str]:
-    """URL of a new PostgreSQL schema (like :func:`tests.support.pg.pg_url`, for any fixture scope)."""
-    schema = f"t_{os.getpid()}_{secrets.token_hex(4)}"
-    with psycopg.connect(BASE_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield schema_url(schema)
-    finally:
-        with psycopg.connect(BASE_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def hub_config(db_url: str, state_dir: str, *, anonymous: str = "none", team: list[PersonConfig],

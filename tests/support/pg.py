@@ -10,6 +10,7 @@ Use in a test module: ``pg_url = pg.pg_url`` (a fixture object re-exported by na
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import tempfile
@@ -28,9 +29,9 @@ def schema_url(schema: str) -> str:
     return f"{BASE_URL}{sep}options={quote(f'-csearch_path={schema}')}"
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """URL of a fresh, empty schema; dropped with everything in it after the test."""
+@contextlib.contextmanager
+def fresh_schema() -> Iterator[str]:
+    """URL of a new, empty schema; dropped with everything in it on leaving (any fixture scope)."""
     schema = f"t_{os.getpid()}_{secrets.token_hex(4)}"
     with psycopg.connect(BASE_URL, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
@@ -39,6 +40,13 @@ def pg_url() -> Iterator[str]:
     finally:
         with psycopg.connect(BASE_URL, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """URL of a fresh, empty schema; dropped with everything in it after the test."""
+    with fresh_schema() as url:
+        yield url
 
 
 @pytest.fixture
