@@ -136,6 +136,9 @@ class Hub:
             self._add_source_tasks(mqtt, state_dir, tasks)
             tasks["analyzer"] = lambda: analyzer.run(readers)
             silences = loop.alert_tasks(cameras, readers, evidence, tasks)
+            from hub.storage.layout import run_maintenance
+
+            tasks["storage-maintenance"] = lambda: run_maintenance(db.pool, self.cfg.database.retention_days)
             tasks["reader-metrics"] = lambda: self._sync_reader_metrics(readers)
             device_hub = await self._add_mqtt_tasks(stack, mqtt, tasks)
 
@@ -312,10 +315,11 @@ class Hub:
             self.components["database"] = "external"
         db = await stack.enter_async_context(
             Database(url, pool_size=self.cfg.database.pool_size, timescaledb=self.cfg.database.timescaledb,
-                     metrics=self.metrics)
+                     metrics=self.metrics, retention=self.cfg.database.retention_days,
+                     compress_after_days=self.cfg.database.compress_after_days)
         )
         await db.migrate()
-        self.components["storage_mode"] = "timescaledb" if db.timescale else "postgresql"
+        self.components["storage_mode"] = db.layout or "postgresql"
         log.info("database ready (%s, %s)", redact_url(url), self.components["storage_mode"])
         return db
 

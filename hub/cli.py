@@ -1,4 +1,5 @@
-"""Command line: ``hub run``, ``hub config check``, ``hub demo prepare``; integrator commands
+"""Command line: ``hub run``, ``hub config check``, ``hub demo prepare``, ``hub db ...``
+(:mod:`hub.cli_db`); integrator commands
 (``hub adapters list``, ``hub probe``, ``hub discover``) live in :mod:`hub.cli_adapters`."""
 
 from __future__ import annotations
@@ -50,9 +51,10 @@ def _parser() -> argparse.ArgumentParser:
         "zone and device belongs; exit 1 on problems")
     g_check.add_argument("-c", "--config", required=True, type=Path, help="YAML config file")
 
-    from hub.cli_adapters import add_commands
+    from hub import cli_adapters, cli_db
 
-    add_commands(sub)
+    cli_db.add_commands(sub)
+    cli_adapters.add_commands(sub)
     return p
 
 
@@ -155,6 +157,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args.config, args.log_level)
         if args.command == "grids":
             return _grids_check(args.config)
+        if args.command == "db":
+            from hub import cli_db
+
+            cfg = _load(args.config)
+            _setup_logging("WARNING")
+            try:
+                return cli_db.run(args, cfg)
+            except HubError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
         if args.command in ("adapters", "probe", "discover"):
             from hub.cli_adapters import run
 

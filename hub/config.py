@@ -97,8 +97,23 @@ class DatabaseSection(Strict):
     )
     pool_size: int = Field(4, ge=1, le=64, description="Connections in the async pool.")
     timescaledb: Literal["auto", "off"] = Field(
-        "auto", description="auto: use TimescaleDB when CREATE EXTENSION works; off: plain PostgreSQL."
+        "auto", description="auto: use TimescaleDB when CREATE EXTENSION works; off: plain PostgreSQL "
+        "(range partitions per day, BRIN indexes, rollup tables)."
     )
+    retention_days: dict[str, int] = Field(
+        default_factory=dict, description="Days of history kept per time-series table (defaults: events 365, "
+        "rule_hits 180, health_samples 30, track_segments 30).")
+    compress_after_days: int = Field(7, ge=1, description="TimescaleDB: compress chunks older than this.")
+
+    @field_validator("retention_days")
+    @classmethod
+    def _positive(cls, value: dict[str, int]) -> dict[str, int]:
+        tables = ("events", "rule_hits", "health_samples", "track_segments")
+        if unknown := sorted(set(value) - set(tables)):
+            raise ValueError(f"no time-series table {unknown}; known: {list(tables)}")
+        if bad := {k: v for k, v in value.items() if v < 1}:
+            raise ValueError(f"retention must be at least 1 day: {bad}")
+        return value
 
 
 class MqttSection(Strict):

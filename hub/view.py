@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 #: Component states that count as healthy ("embedded"/"external" say where a service runs;
 #: "postgresql"/"timescaledb" say which storage mode is active — both are supported modes).
-HEALTHY = frozenset({"ok", "embedded", "external", "postgresql", "timescaledb"})
+HEALTHY = frozenset({"ok", "embedded", "external", "postgresql", "partitioned", "timescaledb"})
 
 
 class RuntimeView:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal
@@ -24,7 +24,7 @@ from hub.errors import StorageError
 from hub.events import RuleHit, SourceEvent
 from hub.metrics import Metrics
 from hub.redact import redact_url
-from hub.storage import incidents, migrations, timescale
+from hub.storage import incidents, layout, migrations
 from hub.storage.rows import ALERT_SQL, EVENT_SQL, RULE_HIT_SQL, event_params, rule_hit_params, ts
 from hub.storage.writer import WriteQueue
 
@@ -43,10 +43,15 @@ class Database:
         queue_size: int = 10_000,
         batch_size: int = 500,
         open_timeout_s: float = 30.0,
+        retention: Mapping[str, int] | None = None,
+        compress_after_days: int = 7,
     ) -> None:
         self.url = url
         self.timescaledb = timescaledb
         self.timescale = False
+        self.layout: str | None = None  # "timescaledb" | "partitioned" once migrated
+        self.retention = dict(retention or {})
+        self.compress_after_days = compress_after_days
         self._auto_migrate = migrate
         self._metrics = metrics
         self.open_timeout_s = open_timeout_s
@@ -74,7 +79,7 @@ class Database:
             raise
         self.writes.start()
         log.info("database ready at %s in %.2f s (%s)", redact_url(self.url), time.monotonic() - t0,
-                 "TimescaleDB" if self.timescale else "plain PostgreSQL")
+                 "TimescaleDB hypertables" if self.timescale else "PostgreSQL range partitions")
         return self
 
     async def __aexit__(
@@ -99,10 +104,9 @@ class Database:
             await migrations.lock(conn)
             try:
                 applied = await migrations.apply_migrations(conn, migrations.load_migrations())
-                if self.timescaledb == "auto":
-                    self.timescale = await timescale.enable_timescale(conn)
-                else:
-                    self.timescale = False
+                self.layout = await layout.setup(conn, self.timescaledb, retention=self.retention,
+                                                 compress_after_days=self.compress_after_days)
+                self.timescale = self.layout == "timescaledb"
             finally:
                 await migrations.unlock(conn)
         if applied:

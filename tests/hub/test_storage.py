@@ -35,16 +35,21 @@ def _hit(camera: str = "cam1", at: float | None = None) -> RuleHit:
 async def test_migrations_apply_once_and_concurrently(pg_url: str) -> None:
     async with Database(pg_url, migrate=False) as a, Database(pg_url, migrate=False) as b:
         first, second = await asyncio.gather(a.migrate(), b.migrate())
-        assert sorted([first, second]) == [[], [1, 2]]  # exactly one of them applied 001 and 002
+        assert sorted([first, second]) == [[], [1, 2, 3]]  # exactly one of them applied the migrations
         assert await a.migrate() == []
         assert a.timescale is False  # no TimescaleDB build on this server
+        assert a.layout == b.layout == "partitioned"
     async with await psycopg.AsyncConnection.connect(pg_url) as conn:
         cur = await conn.execute("SELECT version, name FROM schema_migrations ORDER BY version")
-        assert await cur.fetchall() == [(1, "initial"), (2, "dispatch")]
-        cur = await conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
-                                 "AND indexname LIKE '%%_brin'")
+        assert await cur.fetchall() == [(1, "initial"), (2, "dispatch"), (3, "timeseries")]
+        cur = await conn.execute("SELECT c.relname::text FROM pg_class c WHERE c.relkind = 'p' "
+                                 "AND c.relnamespace = current_schema()::regnamespace ORDER BY 1")
+        assert [r[0] for r in await cur.fetchall()] == ["events", "health_samples", "rule_hits",
+                                                        "track_segments"]
+        cur = await conn.execute("SELECT tablename FROM pg_indexes WHERE schemaname = current_schema() "
+                                 "AND indexdef LIKE '%%USING brin%%'")
         brin = {r[0] for r in await cur.fetchall()}
-        assert brin == {"events_at_brin", "rule_hits_at_brin", "alerts_at_brin"}
+        assert {"events", "rule_hits", "health_samples", "track_segments", "alerts"} <= brin
 
 
 async def test_events_and_hits_idempotent_on_reinsert(pg_url: str) -> None:
