@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # System packages the TEST SUITE needs as real peers (the demo itself needs none):
 #   GStreamer RTSP server (+ python3-gi for /usr/bin/python3) and Debian's chromium for browser tests.
+#   plus the Node packages of the TimescaleDB (PGlite) test server (npm ci in scripts/pglite).
 # Installs them with apt-get when missing and we are root; otherwise prints what to install.
 set -euo pipefail
+bash "$(dirname "$0")/pglite/install.sh"
 need=()
 /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer','1.0'); from gi.repository import GstRtspServer" \
   2>/dev/null || need+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \

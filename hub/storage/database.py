@@ -56,7 +56,7 @@ class Database:
         self._metrics = metrics
         self.open_timeout_s = open_timeout_s
         self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
-            url, min_size=1, max_size=max(2, pool_size), open=False, kwargs={"autocommit": True},
+            url, min_size=1, max_size=max(1, pool_size), open=False, kwargs={"autocommit": True},
             name="hub-db",
         )
         self.writes = WriteQueue(self.pool, maxsize=queue_size, batch_size=batch_size,

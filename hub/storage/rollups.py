@@ -57,7 +57,10 @@ def _bucket(r: Rollup, fn: LiteralString) -> LiteralString:
 
 # -- creation and refresh --------------------------------------------------------------------------
 async def create_continuous(conn: Conn) -> None:
+    """The continuous aggregates and their policies; a new one is materialised over all existing rows
+    once (real-time aggregation only adds rows past the materialised part)."""
     for r in ROLLUPS:
+        new = not await _is_continuous(conn, r.name)
         await conn.execute(
             "CREATE MATERIALIZED VIEW IF NOT EXISTS " + r.name + " WITH (timescaledb.continuous, "
             "timescaledb.materialized_only = false) AS "
@@ -72,6 +75,11 @@ async def create_continuous(conn: Conn) -> None:
             "if_not_exists => TRUE)",
             (r.name, LATE_WINDOW),
         )
+        if new:
+            await conn.execute(
+                "CALL refresh_continuous_aggregate(%s::regclass, NULL, %s::timestamptz)",
+                (r.name, _hour_floor(datetime.now(UTC))),
+            )
 
 
 async def create_tables(conn: Conn) -> None:
@@ -142,9 +150,21 @@ async def refresh_tables(conn: Conn, *, now: datetime, window: timedelta = LATE_
 
 
 async def refresh_continuous(conn: Conn, start: datetime | None, end: datetime | None) -> None:
-    """TimescaleDB: materialise now (tests, backfills); the policy does it every 5 minutes."""
+    """TimescaleDB: materialise ``[start, end)`` now (backfills); the policy does it every 5 minutes."""
     for r in ROLLUPS:
-        await conn.execute("CALL refresh_continuous_aggregate(%s::regclass, %s, %s)", (r.name, start, end))
+        await conn.execute(
+            "CALL refresh_continuous_aggregate(%s::regclass, %s::timestamptz, %s::timestamptz)",
+            (r.name, start, end),
+        )
+
+
+async def refresh(conn: Conn, *, now: datetime, window: timedelta = LATE_WINDOW) -> list[str]:
+    """Materialise the complete hours of the last ``window`` in either layout (what the policy or the
+    hourly job does)."""
+    if await _is_continuous(conn, ROLLUPS[0].name):
+        await refresh_continuous(conn, _hour_floor(now) - window, _hour_floor(now))
+        return [r.name for r in ROLLUPS]
+    return await refresh_tables(conn, now=now, window=window)
 
 
 # -- reading (either layout) -------------------------------------------------------------------------
