@@ -19,6 +19,8 @@ from typing import Any, LiteralString
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from alerts.kpis import aware
+
 TOP_REASONS = 3
 
 _SCOPE: LiteralString = (
@@ -49,10 +51,8 @@ async def alert_quality(conn: AsyncConnection[Any], *, since: datetime, until: d
     """One row per (kind, first source) of the incidents opened in ``[since, until)`` in ``grids``
     (None = every incident): ``{kind, source_type, source_id, incidents, false_alarms,
     false_alarm_rate, reasons: [{reason, count}]}``, the noisiest first."""
-    for name, value in (("since", since), ("until", until)):
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"{name} must be timezone-aware, got {value.isoformat()}")
-    params: dict[str, Any] = {"since": since, "until": until, "top": TOP_REASONS}
+    params: dict[str, Any] = {"since": aware("since", since), "until": aware("until", until),
+                              "top": TOP_REASONS}
     scope = _SCOPE
     if grids is not None:
         scope += " AND grid = ANY(%(grids)s)"

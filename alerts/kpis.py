@@ -86,14 +86,15 @@ def _zone(tz: str) -> ZoneInfo:
         raise ValueError(f"unknown time zone {tz!r}") from exc
 
 
-def _aware(name: str, value: datetime) -> datetime:
+def aware(name: str, value: datetime) -> datetime:
+    """``value`` unchanged; ValueError naming ``name`` when it has no time zone."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be timezone-aware, got {value.isoformat()}")
     return value
 
 
 def _params(since: datetime, until: datetime, grids: Iterable[str] | None) -> dict[str, Any]:
-    return {"since": _aware("since", since), "until": _aware("until", until),
+    return {"since": aware("since", since), "until": aware("until", until),
             "grids": None if grids is None else sorted(set(grids))}
 
 
@@ -146,7 +147,7 @@ async def summary(conn: Conn, *, since: datetime, until: datetime,
 def local_day(tz: str, now: datetime) -> tuple[datetime, datetime]:
     """``[local midnight, next local midnight)`` of the day ``now`` falls on in ``tz``."""
     zone = _zone(tz)
-    day = _aware("now", now).astimezone(zone).date()
+    day = aware("now", now).astimezone(zone).date()
     return (datetime.combine(day, time(), tzinfo=zone),
             datetime.combine(day + timedelta(days=1), time(), tzinfo=zone))
 

@@ -68,12 +68,19 @@ async def current_layout(conn: Conn) -> Layout | None:
         "AND hypertable_schema = current_schema()",
     ):
         return "timescaledb"
+    return "partitioned" if await relkind(conn, "events") == "p" else None
+
+
+async def relkind(conn: Conn, name: str) -> str | None:
+    """``pg_class.relkind`` of ``name`` in the current schema (r table, p partitioned, v view — a
+    continuous aggregate —), None when there is no such relation."""
     kind = await _one(
         conn,
-        "SELECT c.relkind::text FROM pg_class c WHERE c.relname = 'events' "
+        "SELECT c.relkind::text FROM pg_class c WHERE c.relname = %s "
         "AND c.relnamespace = current_schema()::regnamespace",
+        (name,),
     )
-    return "partitioned" if kind == "p" else None
+    return str(kind) if kind is not None else None
 
 
 def retention_of(table: TsTable, retention: Mapping[str, int]) -> int:
@@ -157,13 +164,7 @@ def partition_name(table: str, day: date) -> str:
 
 async def _partition(conn: Conn, table: TsTable, now: datetime) -> None:
     """Turn the plain table into a range-partitioned one (keeping its rows), once."""
-    kind = await _one(
-        conn,
-        "SELECT c.relkind::text FROM pg_class c WHERE c.relname = %s "
-        "AND c.relnamespace = current_schema()::regnamespace",
-        (table.name,),
-    )
-    if kind == "p":
+    if await relkind(conn, table.name) == "p":
         return
     name, plain = sql.Identifier(table.name), sql.Identifier(f"{table.name}_plain")
     async with conn.transaction():
@@ -194,21 +195,10 @@ async def _partition(conn: Conn, table: TsTable, now: datetime) -> None:
     log.info("%s: range-partitioned by day on %s", table.name, table.time_column)
 
 
-async def _exists(conn: Conn, name: str) -> bool:
-    return bool(
-        await _one(
-            conn,
-            "SELECT count(*) FROM pg_class WHERE relname = %s "
-            "AND relnamespace = current_schema()::regnamespace",
-            (name,),
-        )
-    )
-
-
 async def _ensure_day(conn: Conn, table: str, day: date) -> bool:
     """The partition of ``table`` for UTC ``day`` (rows already in the default partition move into it)."""
     part = partition_name(table, day)
-    if await _exists(conn, part):
+    if await relkind(conn, part) is not None:
         return False
     lo = datetime(day.year, day.month, day.day, tzinfo=UTC)
     hi = lo + timedelta(days=1)

@@ -169,13 +169,9 @@ async def refresh(conn: Conn, *, now: datetime, window: timedelta = LATE_WINDOW)
 
 # -- reading (either layout) -------------------------------------------------------------------------
 async def _is_continuous(conn: Conn, name: str) -> bool:
-    cur = await conn.execute(
-        "SELECT c.relkind::text FROM pg_class c WHERE c.relname = %s "
-        "AND c.relnamespace = current_schema()::regnamespace",
-        (name,),
-    )
-    row = await cur.fetchone()
-    return row is not None and row[0] == "v"
+    from hub.storage.layout import relkind  # layout imports this module
+
+    return await relkind(conn, name) == "v"
 
 
 async def hourly(
